@@ -1,0 +1,26 @@
+# Two entry points: `make quickstart` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.rdvq-installed
+
+.PHONY: quickstart test install clean
+
+install: $(STAMP)
+
+# torch and torchvision come first and pinned: pip takes these builds from this machine's disk
+# (PyPI's torchvision does not import beside the local torch build).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install --disable-pip-version-check -q -e ".[dev]"
+	touch $(STAMP)
+
+quickstart: $(STAMP)
+	$(BIN)/python -m rdvq.quickstart
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf runs .pytest_cache .hypothesis

@@ -1,0 +1,5 @@
+import sys
+
+from rdvq.cli import main
+
+sys.exit(main())

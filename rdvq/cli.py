@@ -1,0 +1,56 @@
+"""The ``rdvq`` console script.
+
+Training subcommands (fit, validate, test) go to the Lightning CLI; compress and decompress to
+the codec. Errors rdvq raises on purpose print one line and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+from rdvq.errors import RdvqError
+
+TRAINING_COMMANDS = ("fit", "validate", "test")
+
+USAGE = """usage: rdvq <command> [options]
+
+training (Lightning CLI, YAML configs in experiments/):
+  fit        train a stage:          rdvq fit --config experiments/quickstart.yaml
+  validate   run validation once:    rdvq validate --config CONFIG --ckpt_path PATH
+  test       run the test loop:      rdvq test --config CONFIG --ckpt_path PATH
+
+codec:
+  compress   IMAGE... --ckpt CKPT [-o FILE | --out-dir DIR]   images -> .rdvq files
+  decompress FILE...  --ckpt CKPT [-o PNG | --out-dir DIR]    .rdvq files -> PNG
+
+run `rdvq <command> --help` for the options of a command."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    command = args[0]
+    # compressai still calls torch.jit.script at import time; the deprecation is not ours to fix.
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated")
+    try:
+        if command in TRAINING_COMMANDS:
+            from rdvq.lightning_cli import run_training_cli
+
+            run_training_cli(None if argv is None else args)
+            return 0
+        if command in ("compress", "decompress"):
+            from rdvq.codec.cli import run
+
+            return run(command, args[1:])
+        print(f"error: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    except RdvqError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

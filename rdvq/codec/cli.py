@@ -1,0 +1,104 @@
+"""``rdvq compress`` and ``rdvq decompress``: files in, files out, one line per file.
+
+Both print the bpp (whole file size, header included, over the original pixels) and the time
+taken. Every failure is one line on stderr and a non-zero exit; an output that already exists is
+never overwritten without ``--force``, and a failed write leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rdvq.codec.image_codec import ImageCodec
+from rdvq.errors import ConfigError, RdvqError
+from rdvq.image_io import read_image, write_png
+
+SUFFIX = ".rdvq"
+
+
+def _parser(command: str) -> argparse.ArgumentParser:
+    compress = command == "compress"
+    parser = argparse.ArgumentParser(
+        prog=f"rdvq {command}",
+        description="compress images into .rdvq files" if compress else "decompress .rdvq files into PNG images",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE" if compress else "FILE")
+    parser.add_argument("--ckpt", required=True, help="stage B (or later) checkpoint with an entropy model")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("-o", "--output", help="output file (only with a single input)")
+    target.add_argument("--out-dir", help="directory for the outputs (default: next to each input)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    parser.add_argument("--engine", choices=["auto", "torch"], default="auto", help="probability engine")
+    parser.add_argument("--device", default="cpu", help="torch device for the networks (default: cpu)")
+    if compress:
+        parser.add_argument(
+            "--top-k", type=int, default=None, help="bounded tail floor: model only the k most likely indices per position"
+        )
+    return parser
+
+
+def _outputs(inputs: list[str], output: str | None, out_dir: str | None, suffix: str) -> list[Path]:
+    if output is not None:
+        if len(inputs) != 1:
+            raise ConfigError("-o/--output takes a single input; use --out-dir for several")
+        return [Path(output)]
+    names = [Path(p).with_suffix(suffix).name for p in inputs]
+    if len(set(names)) != len(names) and out_dir is not None:
+        raise ConfigError("several inputs share a file name; their outputs would collide in --out-dir")
+    return [Path(out_dir) / n if out_dir else Path(p).with_suffix(suffix) for p, n in zip(inputs, names)]
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_free(paths: list[Path], force: bool) -> None:
+    for path in paths:
+        if path.exists() and not force:
+            raise ConfigError(f"{path} exists (use --force to overwrite)")
+
+
+def run(command: str, argv: list[str]) -> int:
+    args = _parser(command).parse_args(argv)
+    compress = command == "compress"
+    outputs = _outputs(args.inputs, args.output, args.out_dir, SUFFIX if compress else ".png")
+    _check_free(outputs, args.force)
+    codec = ImageCodec.from_checkpoint(
+        args.ckpt, engine=args.engine, top_k=getattr(args, "top_k", None), device=args.device
+    )
+    failures = 0
+    for source, target in zip(args.inputs, outputs):
+        start = time.perf_counter()
+        try:
+            if compress:
+                image = read_image(source)
+                data = codec.compress(image)
+                _write_bytes(target, data)
+                height, width = image.shape[-2:]
+                size = len(data)
+            else:
+                data = Path(source).read_bytes()
+                image = codec.decompress(data)
+                write_png(target, image)
+                height, width = image.shape[-2:]
+                size = len(data)
+        except (RdvqError, OSError) as exc:
+            failures += 1
+            print(f"error: {source}: {exc}", file=sys.stderr)
+            continue
+        seconds = time.perf_counter() - start
+        print(f"{source} -> {target}  {size * 8 / (height * width):.4f} bpp  {size} bytes  {seconds:.3f} s")
+    return 1 if failures else 0

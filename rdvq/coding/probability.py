@@ -1,0 +1,215 @@
+"""Probability engine (torch reference): per-position scores -> exact integer frequency tables.
+
+Encoder and decoder must derive bit-identical tables, and the Triton kernel must agree with this
+reference bit for bit. Every step after the first quantization is therefore integer arithmetic,
+which is exact whatever the reduction order, device or library:
+
+1. *Buckets.* Each symbol's log-probability gap to the most likely symbol is quantized to
+   ``q = floor(gap * 64)`` (1/64 nat), clamped to ``NUM_BUCKETS - 1``. From logits the gap is
+   ``(max - logit)`` in float32; from a Gaussian in embedding space it is
+   ``(d_k - d_min) * c`` where ``d`` are *integer* squared distances between a fixed-point mean
+   and a fixed-point codebook and ``c = 64 / (2 sigma^2 4^S)`` is one float32 per position.
+2. *Weights.* ``w = WEIGHTS[q] ~ 2^30 exp(-q/64)``, a fixed integer table (zero far in the tail).
+3. *Candidates.* With a bounded tail floor (``top_k``) only the ``top_k`` smallest keys
+   ``(q, index)`` keep their weight; every other symbol gets just the floor.
+4. *Frequencies* at ``PRECISION = 24`` bits: every symbol gets 1, candidates share the free mass
+   ``F = 2^24 - K`` as ``floor(F w / Z)``, and the remainder goes one unit each to the most likely
+   symbols in key order (ties broken by the lower index). Totals are exactly ``2^24``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal, getcontext
+
+import torch
+
+from rdvq.coding.tables import FrequencyTable, compact
+from rdvq.errors import ProbabilityError
+
+PRECISION = 24
+TOTAL = 1 << PRECISION
+BUCKETS_PER_NAT = 64
+NUM_BUCKETS = 2048
+WEIGHT_BITS = 30
+MAX_CODEBOOK_SIZE = TOTAL - 2
+# Fixed point for codebooks: the largest |component| maps to at most 2^CODEBOOK_BITS, means are
+# clamped to 2^MEAN_BITS, so integer distances stay far below 2^53 (exact in float64 matmuls too).
+CODEBOOK_BITS = 12
+MEAN_BITS = 14
+DIM_WEIGHT_BITS = 16
+MAX_DIM = 1024
+SIGMA_RANGE = (1e-6, 1e6)
+
+
+def _weight_table() -> torch.Tensor:
+    """round(2^30 exp(-q/64)) with decimal arithmetic, so the table is the same on every machine."""
+    getcontext().prec = 40
+    scale = Decimal(2) ** WEIGHT_BITS
+    values = [int((scale * (Decimal(-q) / BUCKETS_PER_NAT).exp()).to_integral_value()) for q in range(NUM_BUCKETS)]
+    return torch.tensor(values, dtype=torch.int64)
+
+
+WEIGHTS = _weight_table()
+
+
+# ---------------------------------------------------------------------------------------- buckets
+def _require_finite(name: str, tensor: torch.Tensor) -> None:
+    if not torch.isfinite(tensor).all():
+        raise ProbabilityError(f"{name} contain NaN or infinite values; refusing to build a distribution from them")
+
+
+def logit_buckets(logits: torch.Tensor) -> torch.Tensor:
+    """(N, K) float logits -> (N, K) int32 buckets. Shift-invariant; huge finite logits are fine."""
+    _require_finite("logits", logits)
+    logits = logits.to(torch.float32)
+    gap = (logits.max(dim=-1, keepdim=True).values - logits) * BUCKETS_PER_NAT
+    return gap.clamp(max=NUM_BUCKETS - 1).floor().to(torch.int32)
+
+
+@dataclass(frozen=True)
+class FixedPointCodebook:
+    """A codebook rounded to integers: ``values = round(codewords * 2^exponent)``."""
+
+    values: torch.Tensor  # (K, D) int64
+    exponent: int
+
+    @classmethod
+    def from_codewords(cls, codewords: torch.Tensor) -> "FixedPointCodebook":
+        codewords = codewords.detach().to(torch.float64)
+        _require_finite("codewords", codewords)
+        if codewords.shape[-1] > MAX_DIM:
+            raise ProbabilityError(f"embedding dimension {codewords.shape[-1]} exceeds {MAX_DIM}")
+        peak = float(codewords.abs().max()) if codewords.numel() else 0.0
+        exponent = CODEBOOK_BITS - (math.ceil(math.log2(peak)) if peak > 0 else 0)
+        return cls(values=torch.round(codewords * 2.0**exponent).to(torch.int64), exponent=exponent)
+
+    @property
+    def size(self) -> int:
+        return self.values.shape[0]
+
+
+@dataclass(frozen=True)
+class GaussianParameters:
+    """Per-position Gaussian in fixed point: integer mean, optional integer per-dimension weights,
+    and the float32 factor ``scale`` turning integer distances into 1/64-nat buckets."""
+
+    mean: torch.Tensor  # (N, D) int64
+    scale: torch.Tensor  # (N,) float32
+    dim_weights: torch.Tensor | None  # (N, D) int64 in [1, 2^16] for the diagonal variant
+
+    @classmethod
+    def from_float(cls, mean: torch.Tensor, sigma: torch.Tensor, codebook: FixedPointCodebook) -> "GaussianParameters":
+        """``mean`` (N, D); ``sigma`` (N,) isotropic or (N, D) diagonal."""
+        _require_finite("means", mean)
+        _require_finite("scales", sigma)
+        if (sigma <= 0).any():
+            raise ProbabilityError("scales must be positive")
+        one = 2.0**codebook.exponent
+        limit = float(2**MEAN_BITS)
+        fixed_mean = torch.round(mean.detach().to(torch.float64) * one).clamp(-limit, limit).to(torch.int64)
+        sigma = sigma.detach().to(torch.float64).clamp(*SIGMA_RANGE)
+        dim_weights = None
+        if sigma.dim() == 2:  # diagonal: integer weights relative to the smallest sigma of the row
+            smallest = sigma.min(dim=-1).values
+            ratio = (smallest.unsqueeze(-1) / sigma).square() * 2.0**DIM_WEIGHT_BITS
+            dim_weights = torch.round(ratio).clamp(1, 2**DIM_WEIGHT_BITS).to(torch.int64)
+            scale = BUCKETS_PER_NAT / (2.0 * smallest.square() * one * one * 2.0**DIM_WEIGHT_BITS)
+        else:
+            scale = BUCKETS_PER_NAT / (2.0 * sigma.square() * one * one)
+        return cls(mean=fixed_mean, scale=scale.to(torch.float32), dim_weights=dim_weights)
+
+    def __getitem__(self, rows: slice) -> "GaussianParameters":
+        return GaussianParameters(
+            mean=self.mean[rows],
+            scale=self.scale[rows],
+            dim_weights=None if self.dim_weights is None else self.dim_weights[rows],
+        )
+
+    @property
+    def num_positions(self) -> int:
+        return self.mean.shape[0]
+
+
+def integer_distances(params: GaussianParameters, codebook: FixedPointCodebook) -> torch.Tensor:
+    """(N, K) int64 (weighted) squared distances. Float64 matmuls are exact here because every
+    product and partial sum is an integer below 2^53."""
+    e = codebook.values.to(device=params.mean.device, dtype=torch.float64)
+    mu = params.mean.to(torch.float64)
+    if params.dim_weights is None:
+        d = (mu.square().sum(-1, keepdim=True) + e.square().sum(-1)) - 2.0 * (mu @ e.t())
+    else:
+        w = params.dim_weights.to(torch.float64)
+        d = (w * mu.square()).sum(-1, keepdim=True) + w @ e.square().t() - 2.0 * ((w * mu) @ e.t())
+    return d.to(torch.int64)
+
+
+def gaussian_buckets(params: GaussianParameters, codebook: FixedPointCodebook) -> torch.Tensor:
+    """(N, K) int32 buckets of the Gaussian ``softmax(-||e_k - mu||^2 / (2 sigma^2))``."""
+    d = integer_distances(params, codebook)
+    gap = (d - d.min(dim=-1, keepdim=True).values).to(torch.float32) * params.scale.unsqueeze(-1)
+    return gap.clamp(max=NUM_BUCKETS - 1).floor().to(torch.int32)
+
+
+# ---------------------------------------------------------------------------------- frequencies
+def _first_keys(buckets: torch.Tensor, cumulative: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Mask of the ``count`` (per row) smallest keys ``(bucket, index)``, from the bucket histogram."""
+    threshold = (cumulative < count.unsqueeze(-1)).sum(-1)  # first bucket reaching `count`
+    below = torch.where(
+        threshold > 0, cumulative.gather(-1, (threshold - 1).clamp_min(0).unsqueeze(-1)).squeeze(-1), 0
+    )
+    at_threshold = buckets == threshold.unsqueeze(-1)
+    rank_in_tie = at_threshold.cumsum(-1) - 1  # rank by index among equal buckets
+    return (buckets < threshold.unsqueeze(-1)) | (at_threshold & (rank_in_tie < (count - below).unsqueeze(-1)))
+
+
+def _frequencies_and_candidates(buckets: torch.Tensor, top_k: int | None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    n, k_size = buckets.shape
+    if not 1 <= k_size <= MAX_CODEBOOK_SIZE:
+        raise ProbabilityError(f"alphabet size {k_size} outside [1, {MAX_CODEBOOK_SIZE}]")
+    if top_k is not None and top_k < 1:
+        raise ProbabilityError(f"top_k must be >= 1, got {top_k}")
+    buckets = buckets.to(torch.int64)
+    histogram = torch.zeros(n, NUM_BUCKETS, dtype=torch.int64, device=buckets.device)
+    histogram.scatter_add_(-1, buckets, torch.ones_like(buckets))
+    cumulative = histogram.cumsum(-1)
+    keep = min(top_k or k_size, k_size)
+    candidates = _first_keys(buckets, cumulative, torch.full((n,), keep, device=buckets.device))
+    weights = torch.where(candidates, WEIGHTS.to(buckets.device)[buckets], 0)
+    free = TOTAL - k_size
+    share = free * weights // weights.sum(-1, keepdim=True)
+    remainder = free - share.sum(-1)
+    bonus = _first_keys(buckets, cumulative, remainder)
+    return 1 + share + bonus.to(torch.int64), candidates, keep
+
+
+def frequencies(buckets: torch.Tensor, top_k: int | None = None) -> torch.Tensor:
+    """(N, K) buckets -> (N, K) int64 frequencies, each >= 1, rows summing to exactly ``TOTAL``."""
+    return _frequencies_and_candidates(buckets, top_k)[0]
+
+
+def frequency_table(buckets: torch.Tensor, top_k: int | None = None) -> FrequencyTable:
+    """Like :func:`frequencies`, in compact form when the tail floor leaves symbols unmodelled."""
+    freqs, candidates, keep = _frequencies_and_candidates(buckets, top_k)
+    if keep == buckets.shape[-1]:
+        return FrequencyTable(freqs=freqs, alphabet_size=keep)
+    return compact(freqs, candidates, keep)
+
+
+def cdf_rows(freqs: torch.Tensor) -> torch.Tensor:
+    """(N, K) frequencies -> (N, K+1) cumulative table starting at 0 and ending at ``TOTAL``."""
+    return torch.nn.functional.pad(freqs.cumsum(-1), (1, 0))
+
+
+def symbol_intervals(freqs: torch.Tensor, symbols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(start, frequency) of each row's symbol: what an arithmetic coder consumes for encoding."""
+    cdf = cdf_rows(freqs)
+    start = cdf.gather(-1, symbols.unsqueeze(-1).to(torch.int64)).squeeze(-1)
+    return start, freqs.gather(-1, symbols.unsqueeze(-1).to(torch.int64)).squeeze(-1)
+
+
+def ideal_bits(freqs: torch.Tensor, symbols: torch.Tensor) -> torch.Tensor:
+    """Exact code length -log2(f / 2^24) each symbol costs with these tables (before coder overhead)."""
+    _, f = symbol_intervals(freqs, symbols)
+    return PRECISION - torch.log2(f.to(torch.float64))

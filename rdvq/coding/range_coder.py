@@ -1,0 +1,139 @@
+"""Entropy coding of index streams with constriction's range coder (a maintained Rust library).
+
+Frequencies from the probability engine reach the coder exactly: constriction's fast categorical
+model assigns symbol ``i`` the slot width ``floor(S_{i+1} * s) - floor(S_i * s) + 1`` where
+``S`` are cumulative input weights and ``s = (2^24 - n) / sum``. Passing the integer weights
+``f_i - 1`` (exact in float64, summing to ``2^24 - n``) makes ``s = 1`` and reproduces ``f_i``.
+
+The coder is a queue (first in, first out), so models that decode in several steps, each step's
+probabilities depending on what was decoded before, simply encode the steps in the same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import constriction
+import numpy as np
+import torch
+
+from rdvq.coding.tables import FrequencyTable
+from rdvq.errors import DecodeMismatchError
+
+_CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
+_UNIFORM = constriction.stream.model.Uniform()
+
+
+def _weights(freqs: torch.Tensor) -> np.ndarray:
+    return (freqs.to(torch.int64) - 1).to(torch.float64).cpu().numpy()
+
+
+def _tail_offsets(symbols: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """Rank of each (non-candidate) symbol among the symbols that are not candidates."""
+    return symbols - torch.searchsorted(candidates, symbols.unsqueeze(-1)).squeeze(-1)
+
+
+def _tail_symbols(offsets: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`_tail_offsets`: walk the sorted candidates, skipping each one at or below."""
+    symbols = offsets.clone()
+    for column in candidates.t():
+        symbols += (column <= symbols).to(symbols.dtype)
+    return symbols
+
+
+class IndexEncoder:
+    """Collects symbols under their frequency tables into one range-coded stream."""
+
+    def __init__(self) -> None:
+        self._coder = constriction.stream.queue.RangeEncoder()
+
+    def encode(self, symbols: torch.Tensor, table: FrequencyTable) -> None:
+        symbols = symbols.reshape(-1).to(torch.int64).cpu()
+        table = table.to("cpu")
+        if symbols.numel() != table.num_positions:
+            raise ValueError(f"{symbols.numel()} symbols for {table.num_positions} table rows")
+        if symbols.numel() == 0 or table.alphabet_size == 1:
+            return  # nothing to say: an empty stream is never handed to the coder
+        if table.candidates is None:
+            self._coder.encode(symbols.to(torch.int32).numpy(), _CATEGORICAL, _weights(table.freqs))
+            return
+        k, size = table.candidates.shape[1], table.alphabet_size
+        hit = table.candidates == symbols.unsqueeze(-1)
+        slots = torch.where(hit.any(-1), hit.to(torch.int8).argmax(-1), k)
+        tail_freq = torch.full((symbols.numel(), 1), size - k, dtype=torch.int64)
+        self._coder.encode(slots.to(torch.int32).numpy(), _CATEGORICAL, _weights(torch.cat([table.freqs, tail_freq], -1)))
+        in_tail = slots == k
+        if size - k >= 2 and in_tail.any():
+            offsets = _tail_offsets(symbols[in_tail], table.candidates[in_tail])
+            sizes = np.full(int(in_tail.sum()), size - k, dtype=np.int32)
+            self._coder.encode(offsets.to(torch.int32).numpy(), _UNIFORM, sizes)
+
+    def encode_iid(self, symbols: torch.Tensor, freqs: torch.Tensor) -> None:
+        """Encode symbols that all share one (K,) frequency row (static and uniform models)."""
+        symbols = symbols.reshape(-1).to(torch.int32).cpu()
+        if symbols.numel() == 0 or freqs.numel() == 1:
+            return
+        model = constriction.stream.model.Categorical(_weights(freqs), perfect=False)
+        self._coder.encode(symbols.numpy(), model)
+
+    def encode_tables(self, symbols: torch.Tensor, tables: Iterable[FrequencyTable]) -> None:
+        """Encode ``symbols`` (flat) under consecutive chunk tables covering them in order."""
+        symbols = symbols.reshape(-1)
+        start = 0
+        for table in tables:
+            self.encode(symbols[start : start + table.num_positions], table)
+            start += table.num_positions
+        if start != symbols.numel():
+            raise ValueError(f"tables cover {start} positions, got {symbols.numel()} symbols")
+
+    def finish(self) -> bytes:
+        return self._coder.get_compressed().astype("<u4").tobytes()
+
+
+class IndexDecoder:
+    """Reads symbols back in the order they were encoded, given the same frequency tables."""
+
+    def __init__(self, data: bytes) -> None:
+        if len(data) % 4:
+            raise DecodeMismatchError(f"index stream length {len(data)} is not a whole number of 32-bit words")
+        self._coder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+
+    def decode_iid(self, count: int, freqs: torch.Tensor) -> torch.Tensor:
+        if count == 0 or freqs.numel() == 1:
+            return torch.zeros(count, dtype=torch.int64)
+        model = constriction.stream.model.Categorical(_weights(freqs), perfect=False)
+        try:
+            return torch.from_numpy(self._coder.decode(model, count).astype(np.int64))
+        except Exception as exc:
+            raise DecodeMismatchError(f"the index stream does not decode under this table ({exc})") from None
+
+    def decode_tables(self, tables: Iterable[FrequencyTable]) -> torch.Tensor:
+        decoded = [self.decode(table) for table in tables]
+        return torch.cat(decoded) if decoded else torch.zeros(0, dtype=torch.int64)
+
+    def decode(self, table: FrequencyTable) -> torch.Tensor:
+        table = table.to("cpu")
+        n = table.num_positions
+        if n == 0 or table.alphabet_size == 1:
+            return torch.zeros(n, dtype=torch.int64)
+        try:
+            if table.candidates is None:
+                return torch.from_numpy(self._coder.decode(_CATEGORICAL, _weights(table.freqs)).astype(np.int64))
+            k, size = table.candidates.shape[1], table.alphabet_size
+            tail_freq = torch.full((n, 1), size - k, dtype=torch.int64)
+            slots = torch.from_numpy(
+                self._coder.decode(_CATEGORICAL, _weights(torch.cat([table.freqs, tail_freq], -1))).astype(np.int64)
+            )
+        except Exception as exc:  # constriction reports exhausted or inconsistent data as generic errors
+            raise DecodeMismatchError(f"the index stream does not decode under these tables ({exc})") from None
+        in_tail = slots == k
+        symbols = table.candidates.gather(-1, slots.clamp(max=k - 1).unsqueeze(-1)).squeeze(-1)
+        if in_tail.any():
+            count = int(in_tail.sum())
+            offsets = (
+                torch.from_numpy(self._coder.decode(_UNIFORM, np.full(count, size - k, dtype=np.int32)).astype(np.int64))
+                if size - k >= 2
+                else torch.zeros(count, dtype=torch.int64)
+            )
+            symbols[in_tail] = _tail_symbols(offsets, table.candidates[in_tail])
+        return symbols

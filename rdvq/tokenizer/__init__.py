@@ -1,0 +1,7 @@
+"""VQ tokenizer: conv encoder/decoder, (residual) vector quantization, multi-scale taps."""
+
+from rdvq.tokenizer.config import TokenizerConfig
+from rdvq.tokenizer.quantizer import VectorQuantizer, VQResult
+from rdvq.tokenizer.tokenizer import Branch, Quantization, Tokenizer, pad_to_multiple
+
+__all__ = ["Branch", "Quantization", "Tokenizer", "TokenizerConfig", "VQResult", "VectorQuantizer", "pad_to_multiple"]

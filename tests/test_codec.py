@@ -1,0 +1,191 @@
+"""Bit-exact round trips for every entropy model and tokenizer layout, odd image inputs, rate
+accuracy of a trained model, checkpoint loading, the stage B freeze and the codec CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rdvq.codec import ImageCodec
+from rdvq.codec.image_codec import has_coding_tables
+from rdvq.entropy import EntropyModelConfig, build_entropy_model
+from rdvq.errors import CheckpointError, DecodeMismatchError, ModelMismatchError
+from rdvq.image_io import read_image, to_uint8
+from rdvq.tokenizer import Tokenizer, TokenizerConfig
+
+REPO = Path(__file__).resolve().parents[1]
+LAYOUTS = {
+    "single": dict(channel_mult=[1, 2, 2], scales=[4]),
+    "multi": dict(channel_mult=[1, 2, 2, 2], scales=[2, 4, 8]),
+    "residual": dict(channel_mult=[1, 2, 2], scales=[4], residual_stages=2, l2_normalize=False),
+}
+
+
+def make_codec(layout: str, kind: str, top_k: int | None = None, sigma: str = "scalar") -> ImageCodec:
+    torch.manual_seed(0)
+    config = TokenizerConfig(base_channels=8, embed_dim=4, codebook_size=48, **LAYOUTS[layout])
+    tokenizer = Tokenizer(config).eval()
+    entropy_config = EntropyModelConfig(kind=kind, hyper_channels=3, hyper_hidden=8, sigma=sigma)
+    model = build_entropy_model(entropy_config, tokenizer).eval()
+    if kind == "static":
+        for i in range(len(tokenizer.branches)):
+            model.counts(i).copy_(torch.rand(48, dtype=torch.float64) * 100)
+    model.update_tables()
+    return ImageCodec(tokenizer, model, entropy_config, top_k=top_k)
+
+
+def assert_round_trip(codec: ImageCodec, image: torch.Tensor) -> bytes:
+    encoded = codec.encode(image)
+    indices, height, width = codec.decode_indices(encoded.data)
+    assert (height, width) == tuple(image.shape[-2:])
+    assert len(indices) == len(encoded.indices)
+    for decoded, original in zip(indices, encoded.indices):
+        assert torch.equal(decoded, original)
+    decoded_image = codec.decompress(encoded.data)
+    assert decoded_image.shape == image.shape
+    assert torch.equal(decoded_image, encoded.reconstruction)
+    return encoded.data
+
+
+@pytest.mark.parametrize("size", [(37, 53), (1, 1)])
+@pytest.mark.parametrize("kind", ["uniform", "static", "hypervq"])
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_round_trip_is_bit_exact(layout: str, kind: str, size: tuple[int, int]) -> None:
+    image = torch.rand(3, *size, generator=torch.Generator().manual_seed(1))
+    assert_round_trip(make_codec(layout, kind), image)
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_round_trip_with_bounded_tail_floor_and_diagonal_sigma(layout: str) -> None:
+    image = torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(2))
+    assert_round_trip(make_codec(layout, "hypervq", top_k=5, sigma="diagonal"), image)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16"])
+def test_odd_image_files_round_trip(mode: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = tmp_path / f"image_{mode.replace(';', '')}.png"
+    if mode == "I;16":
+        Image.fromarray(rng.integers(0, 65536, (21, 30), dtype=np.uint16)).save(path)
+    elif mode == "RGBA":
+        Image.fromarray(rng.integers(0, 256, (21, 30, 4), dtype=np.uint8), "RGBA").save(path)
+    else:
+        Image.fromarray(rng.integers(0, 256, (21, 30, 3), dtype=np.uint8)).convert(mode).save(path)
+    with pytest.warns() if mode == "RGBA" else _no_warning_check():
+        image = read_image(path)
+    assert image.shape == (3, 21, 30)
+    assert_round_trip(make_codec("single", "hypervq"), image)
+
+
+class _no_warning_check:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_decoding_with_another_model_is_refused() -> None:
+    data = make_codec("single", "hypervq").compress(torch.rand(3, 16, 16))
+    with pytest.raises(ModelMismatchError):
+        make_codec("multi", "hypervq").decompress(data)
+
+
+def test_index_checksum_catches_a_decoder_with_other_probabilities() -> None:
+    codec = make_codec("single", "static")
+    data = codec.compress(torch.rand(3, 32, 32))
+    model = codec.entropy_model
+    model.counts(0).copy_(model.counts(0).flip(0))  # same fingerprint, different table
+    with pytest.raises(DecodeMismatchError):
+        codec.decompress(data)
+
+
+def test_empty_index_maps_never_reach_the_coder() -> None:
+    codec = make_codec("single", "uniform")
+    codec.tokenizer.quantizers[0].codebook_size = 1  # alphabet of one: nothing to code
+    encoded = codec.encode(torch.rand(3, 8, 8))
+    assert len(encoded.data) < 64
+
+
+# ---------------------------------------------------------------------------------------- trained
+def test_checkpoint_tables_are_used_as_stored(stage_b_checkpoint: Path) -> None:
+    saved = torch.load(stage_b_checkpoint, weights_only=True)["state_dict"]
+    codec = ImageCodec.from_checkpoint(stage_b_checkpoint)
+    assert has_coding_tables(codec.entropy_model)
+    for name, tensor in codec.entropy_model.state_dict().items():
+        if name.endswith(("_quantized_cdf", "_offset", "_cdf_length")):
+            assert torch.equal(tensor, saved[f"entropy_model.{name}"]), name
+    image = read_image(REPO / ".venv/lib/python3.11/site-packages/skimage/data/astronaut.png")
+    assert_round_trip(codec, image[:, :96, :128])
+
+
+def test_file_size_matches_the_estimate_of_a_trained_model(stage_b_checkpoint: Path) -> None:
+    codec = ImageCodec.from_checkpoint(stage_b_checkpoint)
+    image = read_image(REPO / ".venv/lib/python3.11/site-packages/skimage/data/coffee.png")
+    encoded = codec.encode(image)
+    streams = 1 + codec.entropy_model.num_side_streams()
+    header_bits = 8 * (35 + 3 * streams)  # fixed fields + varint lengths
+    coder_slack_bits = 64 * streams  # each coder flushes at most two words
+    assert len(encoded.data) * 8 <= 1.01 * encoded.estimated_bits + header_bits + coder_slack_bits
+    assert len(encoded.data) * 8 >= 0.99 * encoded.estimated_bits
+
+
+def test_stage_b_keeps_the_tokenizer_bit_identical(stage_a_checkpoint: Path, stage_b_checkpoint: Path) -> None:
+    a = torch.load(stage_a_checkpoint, weights_only=True)["state_dict"]
+    b = torch.load(stage_b_checkpoint, weights_only=True)["state_dict"]
+    tokenizer_keys = [k for k in a if k.startswith("tokenizer.")]
+    assert tokenizer_keys
+    for key in tokenizer_keys:
+        assert torch.equal(a[key], b[key]) or (a[key].isnan().all() and b[key].isnan().all()), key
+
+
+def test_stage_a_checkpoint_cannot_compress(stage_a_checkpoint: Path) -> None:
+    with pytest.raises(CheckpointError, match="no entropy model"):
+        ImageCodec.from_checkpoint(stage_a_checkpoint)
+
+
+# -------------------------------------------------------------------------------------------- CLI
+def rdvq(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rdvq", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_cli_round_trip_and_errors(stage_b_checkpoint: Path, tmp_path: Path) -> None:
+    source = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(source)
+    ckpt = str(stage_b_checkpoint)
+    done = rdvq("compress", str(source), "--ckpt", ckpt, "--out-dir", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    compressed = tmp_path / "out" / "photo.rdvq"
+    assert "bpp" in done.stdout and f"{compressed.stat().st_size} bytes" in done.stdout
+    done = rdvq("decompress", str(compressed), "--ckpt", ckpt, "-o", str(tmp_path / "decoded.png"))
+    assert done.returncode == 0, done.stderr
+    codec = ImageCodec.from_checkpoint(stage_b_checkpoint)
+    expected = to_uint8(codec.encode(read_image(source)).reconstruction)
+    assert torch.equal(to_uint8(read_image(tmp_path / "decoded.png")), expected)
+
+    corrupt = tmp_path / "corrupt.rdvq"
+    data = bytearray(compressed.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    truncated = tmp_path / "truncated.rdvq"
+    truncated.write_bytes(compressed.read_bytes()[:-3])
+    done = rdvq("decompress", str(corrupt), str(truncated), str(source), "--ckpt", ckpt, "--out-dir", str(tmp_path / "bad"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)
+    for line, message in zip(lines, ["checksum mismatch", "truncated", "not an rdvq file"]):
+        assert message in line
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+
+    before = compressed.read_bytes()
+    done = rdvq("compress", str(source), "--ckpt", ckpt, "-o", str(compressed))
+    assert done.returncode == 1 and "--force" in done.stderr
+    assert compressed.read_bytes() == before
+    done = rdvq("compress", str(tmp_path / "missing.png"), "--ckpt", ckpt, "--out-dir", str(tmp_path))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
