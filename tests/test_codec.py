@@ -42,7 +42,7 @@ def make_codec(layout: str, kind: str, top_k: int | None = None, sigma: str = "s
 
 def assert_round_trip(codec: ImageCodec, image: torch.Tensor) -> bytes:
     encoded = codec.encode(image)
-    indices, height, width = codec.decode_indices(encoded.data)
+    indices, height, width = codec.unpack(encoded.data)
     assert (height, width) == tuple(image.shape[-2:])
     assert len(indices) == len(encoded.indices)
     for decoded, original in zip(indices, encoded.indices):

@@ -102,40 +102,56 @@ class ImageCodec:
 
     # ------------------------------------------------------------------ encoder
     @torch.no_grad()
-    def encode(self, image: torch.Tensor) -> Encoded:
+    def tokenize(self, image: torch.Tensor) -> list[BranchBatch]:
+        """Analysis and quantization: the index maps (and latents) of one (3, H, W) image."""
         x = image.unsqueeze(0) if image.dim() == 3 else image
         if x.shape[:2] != (1, 3):
             raise ValueError(f"expected one RGB image (3, H, W), got {tuple(image.shape)}")
-        height, width = x.shape[-2:]
         padded = pad_to_multiple(x.to(self.device, torch.float32), self.tokenizer.stride)
         quantization = self.tokenizer.quantize(self.tokenizer.encode(padded))
-        branches = [
+        return [
             BranchBatch(indices=i, latents=v, codewords=c)
             for i, v, c in zip(quantization.indices, quantization.inputs, self._codewords)
         ]
-        estimated = float(self.entropy_model(branches).total().sum())
+
+    @torch.no_grad()
+    def pack(self, branches: list[BranchBatch], height: int, width: int) -> bytes:
+        """The entropy stage: index maps -> a complete file."""
         encoder = IndexEncoder()
         side = self.entropy_model.compress(branches, encoder, self._context(self.top_k))
-        data = container.pack(
+        indices = [b.indices for b in branches]
+        return container.pack(
             container.Container(
                 fingerprint=self.fingerprint,
                 height=height,
                 width=width,
                 model_id=self.entropy_model.model_id,
                 parameters=(self.top_k or 0,),
-                index_crc=_index_crc(quantization.indices),
+                index_crc=_index_crc(indices),
                 streams=(encoder.finish(), *side),
             )
         )
-        reconstruction = self._reconstruct(quantization.indices, height, width)
-        return Encoded(data=data, indices=quantization.indices, reconstruction=reconstruction, estimated_bits=estimated)
+
+    @torch.no_grad()
+    def encode(self, image: torch.Tensor) -> Encoded:
+        height, width = image.shape[-2:]
+        branches = self.tokenize(image)
+        data = self.pack(branches, height, width)
+        indices = [b.indices for b in branches]
+        return Encoded(
+            data=data,
+            indices=indices,
+            reconstruction=self.reconstruct(indices, height, width),
+            estimated_bits=float(self.entropy_model(branches).total().sum()),
+        )
 
     def compress(self, image: torch.Tensor) -> bytes:
         return self.encode(image).data
 
     # ------------------------------------------------------------------ decoder
     @torch.no_grad()
-    def decode_indices(self, data: bytes) -> tuple[list[torch.Tensor], int, int]:
+    def unpack(self, data: bytes) -> tuple[list[torch.Tensor], int, int]:
+        """The entropy stage of the decoder: a file -> index maps and the original image size."""
         parsed = container.unpack(data, expected_fingerprint=self.fingerprint)
         if parsed.model_id != self.entropy_model.model_id:
             raise ModelMismatchError(
@@ -163,10 +179,11 @@ class ImageCodec:
 
     @torch.no_grad()
     def decompress(self, data: bytes) -> torch.Tensor:
-        indices, height, width = self.decode_indices(data)
-        return self._reconstruct(indices, height, width)
+        indices, height, width = self.unpack(data)
+        return self.reconstruct(indices, height, width)
 
-    def _reconstruct(self, indices: list[torch.Tensor], height: int, width: int) -> torch.Tensor:
+    @torch.no_grad()
+    def reconstruct(self, indices: list[torch.Tensor], height: int, width: int) -> torch.Tensor:
         image = self.tokenizer.decode_indices(indices)[0, :, :height, :width]
         return image.clamp(0.0, 1.0).cpu()
 

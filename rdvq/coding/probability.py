@@ -175,8 +175,12 @@ def _frequencies_and_candidates(buckets: torch.Tensor, top_k: int | None) -> tup
     histogram.scatter_add_(-1, buckets, torch.ones_like(buckets))
     cumulative = histogram.cumsum(-1)
     keep = min(top_k or k_size, k_size)
-    candidates = _first_keys(buckets, cumulative, torch.full((n,), keep, device=buckets.device))
-    weights = torch.where(candidates, WEIGHTS.to(buckets.device)[buckets], 0)
+    weights = WEIGHTS.to(buckets.device)[buckets]
+    if keep < k_size:
+        candidates = _first_keys(buckets, cumulative, torch.full((n,), keep, device=buckets.device))
+        weights = torch.where(candidates, weights, 0)
+    else:
+        candidates = torch.ones_like(buckets, dtype=torch.bool)
     free = TOTAL - k_size
     share = free * weights // weights.sum(-1, keepdim=True)
     remainder = free - share.sum(-1)
