@@ -33,7 +33,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
     target.add_argument("-o", "--output", help="output file (only with a single input)")
     target.add_argument("--out-dir", help="directory for the outputs (default: next to each input)")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    parser.add_argument("--engine", choices=["auto", "torch"], default="auto", help="probability engine")
+    parser.add_argument("--engine", choices=["auto", "torch", "triton"], default="auto", help="probability engine")
     parser.add_argument("--device", default="cpu", help="torch device for the networks (default: cpu)")
     if compress:
         parser.add_argument(
