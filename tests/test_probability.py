@@ -112,6 +112,27 @@ def test_gaussian_tables_match_the_float_softmax() -> None:
     assert (p * (p / q).log2()).sum(-1).max() < 5e-3
 
 
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_far_means_and_the_clamp_keep_distances_exact(diagonal: bool) -> None:
+    """A hyperprior may sharpen its distribution through the mean's norm (|mu| >> |e|): the fixed
+    point must represent such means, and distances at the clamp limit must stay exact."""
+    torch.manual_seed(0)
+    codewords = torch.nn.functional.normalize(torch.randn(256, 32), dim=-1)
+    codebook = P.FixedPointCodebook.from_codewords(codewords)
+    mu = torch.nn.functional.normalize(torch.randn(40, 32), dim=-1) * 20.0
+    sigma = torch.rand(40, 32) * 0.5 + 2.0 if diagonal else torch.rand(40) * 0.5 + 2.0
+    freqs = P.frequencies(P.gaussian_buckets(P.GaussianParameters.from_float(mu, sigma, codebook), codebook))
+    s = sigma.double() if diagonal else sigma.double().unsqueeze(-1)
+    logits = -((codewords.double().unsqueeze(0) - mu.double().unsqueeze(1)).square() / (2 * s.unsqueeze(1) ** 2)).sum(-1)
+    p = torch.softmax(logits, -1)
+    assert (p * (p / (freqs.double() / P.TOTAL)).log2()).sum(-1).max() < 5e-3
+    extreme = P.GaussianParameters.from_float(torch.full((2, 32), 1e9) * torch.tensor([[1.0], [-1.0]]), sigma[:2], codebook)
+    assert extreme.mean.abs().max() == 2 ** P.mean_bits(32, diagonal)
+    exact = (codebook.values.unsqueeze(0) - extreme.mean.unsqueeze(1)).square()
+    exact = (exact * extreme.dim_weights.unsqueeze(1)).sum(-1) if diagonal else exact.sum(-1)
+    assert torch.equal(P.integer_distances(extreme, codebook), exact)
+
+
 def test_diagonal_gaussian_matches_isotropic_when_scales_are_equal() -> None:
     codebook = P.FixedPointCodebook.from_codewords(torch.randn(300, 8))
     mu, sigma = torch.randn(20, 8), torch.rand(20) + 0.2

@@ -34,11 +34,11 @@ BUCKETS_PER_NAT = 64
 NUM_BUCKETS = 2048
 WEIGHT_BITS = 30
 MAX_CODEBOOK_SIZE = TOTAL - 2
-# Fixed point for codebooks: the largest |component| maps to at most 2^CODEBOOK_BITS, means are
-# clamped to 2^MEAN_BITS, so integer distances stay far below 2^53 (exact in float64 matmuls too).
+# Fixed point for codebooks: the largest |component| maps to at most 2^CODEBOOK_BITS. Means are
+# clamped to the largest range that keeps every integer distance below 2^53 (see mean_bits), so
+# float64 matmuls of these integers are exact, in any reduction order.
 CODEBOOK_BITS = 12
-MEAN_BITS = 14
-DIM_WEIGHT_BITS = 16
+DIM_WEIGHT_BITS = 12
 MAX_DIM = 1024
 SIGMA_RANGE = (1e-6, 1e6)
 
@@ -90,6 +90,14 @@ class FixedPointCodebook:
         return self.values.shape[0]
 
 
+def mean_bits(dim: int, diagonal: bool) -> int:
+    """Fixed-point means are clamped to +-2^mean_bits: with codewords below 2^CODEBOOK_BITS, every
+    distance sum_d w_d (e_d - mu_d)^2 <= dim * 2^weight_bits * 2^(2 mean_bits + 1) stays < 2^53.
+    (32 dims: 2^23 isotropic, i.e. 2048 times the codebook's largest component; 2^17 diagonal.)"""
+    weight_bits = DIM_WEIGHT_BITS if diagonal else 0
+    return (52 - weight_bits - dim.bit_length()) // 2
+
+
 @dataclass(frozen=True)
 class GaussianParameters:
     """Per-position Gaussian in fixed point: integer mean, optional integer per-dimension weights,
@@ -107,7 +115,7 @@ class GaussianParameters:
         if (sigma <= 0).any():
             raise ProbabilityError("scales must be positive")
         one = 2.0**codebook.exponent
-        limit = float(2**MEAN_BITS)
+        limit = float(2 ** mean_bits(mean.shape[-1], diagonal=sigma.dim() == 2))
         fixed_mean = torch.round(mean.detach().to(torch.float64) * one).clamp(-limit, limit).to(torch.int64)
         sigma = sigma.detach().to(torch.float64).clamp(*SIGMA_RANGE)
         dim_weights = None

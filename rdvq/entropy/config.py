@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
+from rdvq.config_dict import DictConfig
 from rdvq.entropy.base import IndexEntropyModel
 from rdvq.entropy.hypervq import HyperVQModel
 from rdvq.entropy.static_table import StaticTableModel
@@ -14,9 +15,11 @@ from rdvq.tokenizer import Tokenizer
 
 
 @dataclass
-class EntropyModelConfig:
+class EntropyModelConfig(DictConfig):
     """``kind`` picks the model; ``hyper_*`` and ``sigma`` apply to hypervq, ``smoothing`` to static
     (add-``smoothing`` counts so codes never seen in training stay codable)."""
+
+    section: ClassVar[str] = "entropy_model"
 
     kind: Literal["uniform", "static", "hypervq"] = "hypervq"
     hyper_channels: int = 32
@@ -35,15 +38,6 @@ class EntropyModelConfig:
         if self.smoothing <= 0:
             raise ConfigError("entropy_model.smoothing must be > 0")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EntropyModelConfig":
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"entropy_model: unknown keys {sorted(unknown)}")
-        return cls(**data)
 
 
 def build_entropy_model(config: EntropyModelConfig, tokenizer: Tokenizer) -> IndexEntropyModel:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import ClassVar
 
+from rdvq.config_dict import DictConfig
 from rdvq.errors import ConfigError
 
 
 @dataclass
-class TokenizerConfig:
+class TokenizerConfig(DictConfig):
     """Architecture of the VQ tokenizer.
 
     ``scales`` lists the downsampling factor of every tap (``[16]`` single-scale, ``[16, 32, 64]``
@@ -19,6 +20,8 @@ class TokenizerConfig:
     ``channel_mult`` has one entry per resolution level, level ``l`` at stride ``2**l``, so its
     length must be ``log2(max(scales)) + 1``.
     """
+
+    section: ClassVar[str] = "tokenizer"
 
     base_channels: int = 64
     channel_mult: list[int] = field(default_factory=lambda: [1, 1, 2, 2, 4])
@@ -87,12 +90,3 @@ class TokenizerConfig:
         if self.max_distance_elements < 1:
             fail(f"max_distance_elements must be >= 1, got {self.max_distance_elements}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TokenizerConfig":
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"tokenizer: unknown keys {sorted(unknown)}")
-        return cls(**data)
