@@ -25,7 +25,7 @@ from decimal import Decimal, getcontext
 
 import torch
 
-from rdvq.coding.tables import FrequencyTable, compact
+from rdvq.coding.tables import FrequencyTable
 from rdvq.errors import ProbabilityError
 
 PRECISION = 24
@@ -140,24 +140,33 @@ class GaussianParameters:
         return self.mean.shape[0]
 
 
-def integer_distances(params: GaussianParameters, codebook: FixedPointCodebook) -> torch.Tensor:
-    """(N, K) int64 (weighted) squared distances. Float64 matmuls are exact here because every
-    product and partial sum is an integer below 2^53."""
+def _relative_distances(params: GaussianParameters, codebook: FixedPointCodebook) -> torch.Tensor:
+    """(N, K) float64 ``d_k - sum_d w_d mu_d^2``: the distances without their per-row constant.
+    Exact: every product and partial sum is an integer below 2^53 (see :func:`mean_bits`)."""
     e = codebook.values.to(device=params.mean.device, dtype=torch.float64)
     mu = params.mean.to(torch.float64)
     if params.dim_weights is None:
-        d = (mu.square().sum(-1, keepdim=True) + e.square().sum(-1)) - 2.0 * (mu @ e.t())
-    else:
-        w = params.dim_weights.to(torch.float64)
-        d = (w * mu.square()).sum(-1, keepdim=True) + w @ e.square().t() - 2.0 * ((w * mu) @ e.t())
-    return d.to(torch.int64)
+        return torch.addmm(e.square().sum(-1), mu, e.t(), alpha=-2.0)
+    w = params.dim_weights.to(torch.float64)
+    return torch.addmm(w @ e.square().t(), w * mu, e.t(), alpha=-2.0)
+
+
+def integer_distances(params: GaussianParameters, codebook: FixedPointCodebook) -> torch.Tensor:
+    """(N, K) int64 exact (weighted) squared distances ``sum_d w_d (e_kd - mu_d)^2``."""
+    mu = params.mean.to(torch.float64)
+    weights = 1.0 if params.dim_weights is None else params.dim_weights.to(torch.float64)
+    constant = (weights * mu.square()).sum(-1, keepdim=True)
+    return (_relative_distances(params, codebook) + constant).to(torch.int64)
 
 
 def gaussian_buckets(params: GaussianParameters, codebook: FixedPointCodebook) -> torch.Tensor:
-    """(N, K) int32 buckets of the Gaussian ``softmax(-||e_k - mu||^2 / (2 sigma^2))``."""
-    d = integer_distances(params, codebook)
-    gap = (d - d.min(dim=-1, keepdim=True).values).to(torch.float32) * params.scale.unsqueeze(-1)
-    return gap.clamp(max=NUM_BUCKETS - 1).floor().to(torch.int32)
+    """(N, K) int32 buckets of the Gaussian ``softmax(-||e_k - mu||^2 / (2 sigma^2))``.
+
+    ``d_k - d_min`` is an exact integer held in float64; converting it to float32 rounds exactly
+    as converting the int64 value would (what the Triton kernel does)."""
+    d = _relative_distances(params, codebook)
+    gap = d.sub_(d.min(dim=-1, keepdim=True).values).to(torch.float32).mul_(params.scale.unsqueeze(-1))
+    return gap.clamp_(max=NUM_BUCKETS - 1).floor_().to(torch.int32)
 
 
 # ---------------------------------------------------------------------------------- frequencies
@@ -172,7 +181,22 @@ def _first_keys(buckets: torch.Tensor, cumulative: torch.Tensor, count: torch.Te
     return (buckets < threshold.unsqueeze(-1)) | (at_threshold & (rank_in_tie < (count - below).unsqueeze(-1)))
 
 
-def _frequencies_and_candidates(buckets: torch.Tensor, top_k: int | None) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _frequencies_of(buckets: torch.Tensor, cumulative: torch.Tensor, free: int) -> torch.Tensor:
+    """Frequencies of the modelled symbols ``buckets`` (a row's candidates, in index order):
+    ``1 + floor(free w / Z)``, plus one unit each for the remainder's smallest keys. The bonus keys
+    always lie among the candidates, so the row's full histogram ranks them correctly."""
+    weights = WEIGHTS.to(buckets.device)[buckets]
+    share = free * weights // weights.sum(-1, keepdim=True)
+    remainder = free - share.sum(-1)
+    return 1 + share + _first_keys(buckets, cumulative, remainder).to(torch.int64)
+
+
+def frequency_table(buckets: torch.Tensor, top_k: int | None = None) -> FrequencyTable:
+    """(N, K) buckets -> frequencies at ``PRECISION`` bits, each >= 1, rows summing to ``TOTAL``.
+
+    Full rows when every symbol is modelled; with the tail floor, the compact form (the ``top_k``
+    candidates in index order and their frequencies; every other symbol has frequency 1), computed
+    without any N x K integer arithmetic past the candidate selection."""
     n, k_size = buckets.shape
     if not 1 <= k_size <= MAX_CODEBOOK_SIZE:
         raise ProbabilityError(f"alphabet size {k_size} outside [1, {MAX_CODEBOOK_SIZE}]")
@@ -182,31 +206,19 @@ def _frequencies_and_candidates(buckets: torch.Tensor, top_k: int | None) -> tup
     histogram = torch.zeros(n, NUM_BUCKETS, dtype=torch.int64, device=buckets.device)
     histogram.scatter_add_(-1, buckets, torch.ones_like(buckets))
     cumulative = histogram.cumsum(-1)
-    keep = min(top_k or k_size, k_size)
-    weights = WEIGHTS.to(buckets.device)[buckets]
-    if keep < k_size:
-        candidates = _first_keys(buckets, cumulative, torch.full((n,), keep, device=buckets.device))
-        weights = torch.where(candidates, weights, 0)
-    else:
-        candidates = torch.ones_like(buckets, dtype=torch.bool)
     free = TOTAL - k_size
-    share = free * weights // weights.sum(-1, keepdim=True)
-    remainder = free - share.sum(-1)
-    bonus = _first_keys(buckets, cumulative, remainder)
-    return 1 + share + bonus.to(torch.int64), candidates, keep
+    keep = min(top_k or k_size, k_size)
+    if keep == k_size:
+        return FrequencyTable(freqs=_frequencies_of(buckets, cumulative, free), alphabet_size=k_size)
+    mask = _first_keys(buckets, cumulative, torch.full((n,), keep, device=buckets.device))
+    candidates = mask.nonzero()[:, 1].reshape(n, keep)  # row by row, columns ascending
+    freqs = _frequencies_of(buckets.gather(-1, candidates), cumulative, free)
+    return FrequencyTable(freqs=freqs, alphabet_size=k_size, candidates=candidates)
 
 
 def frequencies(buckets: torch.Tensor, top_k: int | None = None) -> torch.Tensor:
-    """(N, K) buckets -> (N, K) int64 frequencies, each >= 1, rows summing to exactly ``TOTAL``."""
-    return _frequencies_and_candidates(buckets, top_k)[0]
-
-
-def frequency_table(buckets: torch.Tensor, top_k: int | None = None) -> FrequencyTable:
-    """Like :func:`frequencies`, in compact form when the tail floor leaves symbols unmodelled."""
-    freqs, candidates, keep = _frequencies_and_candidates(buckets, top_k)
-    if keep == buckets.shape[-1]:
-        return FrequencyTable(freqs=freqs, alphabet_size=keep)
-    return compact(freqs, candidates, keep)
+    """(N, K) int64 frequencies: :func:`frequency_table` expanded to full rows."""
+    return frequency_table(buckets, top_k).full()
 
 
 def cdf_rows(freqs: torch.Tensor) -> torch.Tensor:

@@ -37,10 +37,3 @@ class FrequencyTable:
             alphabet_size=self.alphabet_size,
             candidates=None if self.candidates is None else self.candidates.to(device),
         )
-
-
-def compact(freqs: torch.Tensor, candidates_mask: torch.Tensor, count: int) -> FrequencyTable:
-    """Compact form from full rows and a mask with exactly ``count`` candidates per row."""
-    order = torch.argsort((~candidates_mask).to(torch.int8), dim=-1, stable=True)[:, :count]
-    candidates = order.sort(dim=-1).values
-    return FrequencyTable(freqs=freqs.gather(-1, candidates), alphabet_size=freqs.shape[-1], candidates=candidates)
