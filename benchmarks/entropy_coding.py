@@ -148,7 +148,7 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def large_codebook_case(size: int, top_k: int | None, positions: int) -> dict:
+def large_codebook_case(size: int, top_k: int | None, positions: int, repeats: int) -> dict:
     """One case in this process: Kodak-sized Gaussian index coding over a random K x 8 codebook
     (large codebooks use small embeddings, as in VQGAN-LC). The latent is a random unit vector, its
     index the nearest codeword; the "hyperprior" predicts it with an error of norm ~0.25 and knows
@@ -163,32 +163,37 @@ def large_codebook_case(size: int, top_k: int | None, positions: int) -> dict:
     codebook = P.FixedPointCodebook.from_codewords(codewords)
     params = P.GaussianParameters.from_float(mu, sigma, codebook)
     engine = ProbabilityEngine("torch", top_k=top_k)
+    def encode() -> bytes:
+        encoder = IndexEncoder()
+        encoder.encode_tables(symbols, engine.gaussian_tables(params, codebook))
+        return encoder.finish()
+
+    def decode(data: bytes) -> torch.Tensor:
+        return IndexDecoder(data).decode_tables(engine.gaussian_tables(params, codebook))
+
     ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed setup memory back, so it is not reused unseen
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS counter (VmHWM)
     baseline = _status_kib("VmRSS")
-    start = time.perf_counter()
-    encoder = IndexEncoder()
-    encoder.encode_tables(symbols, engine.gaussian_tables(params, codebook))
-    data = encoder.finish()
-    t_enc = time.perf_counter() - start
-    start = time.perf_counter()
-    decoded = IndexDecoder(data).decode_tables(engine.gaussian_tables(params, codebook))
-    t_dec = time.perf_counter() - start
+    data = encode()
+    assert torch.equal(decode(data), symbols)
     peak = _status_kib("VmHWM")
-    assert torch.equal(decoded, symbols)
+    # Times: median of `repeats` runs after the first (which also paid for first-touch memory).
+    t_enc = statistics.median(timed(encode)[1] for _ in range(repeats))
+    t_dec = statistics.median(timed(decode, data)[1] for _ in range(repeats))
     ideal = sum(float(P.ideal_bits(t.full(), s).sum()) for t, s in
                 zip(engine.gaussian_tables(params, codebook), symbols.split(engine.rows_per_chunk(size))))
     return dict(K=size, top_k=top_k, positions=positions, enc_s=t_enc, dec_s=t_dec, bits=len(data) * 8,
                 ideal_bits=ideal, peak_mib=(peak - baseline) / 1024)
 
 
-def large_codebooks(positions: int) -> list[dict]:
+def large_codebooks(positions: int, repeats: int) -> list[dict]:
     cases = [(1024, None), (16384, None), (16384, 256), (65536, None), (65536, 256)]
     rows = []
     for size, top_k in tqdm(cases, desc="large codebooks", leave=False):
         # A fresh process per case, so that peak memory is that case's own.
         out = subprocess.run(
-            [sys.executable, __file__, "--large-case", str(size), str(top_k or 0), "--positions", str(positions)],
+            [sys.executable, __file__, "--large-case", str(size), str(top_k or 0), "--positions", str(positions),
+             "--repeats", str(repeats)],
             capture_output=True, text=True, check=True, cwd=ROOT,
         )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -269,7 +274,9 @@ def markdown(results: dict, command: str) -> str:
             cells = [f"{1e3 * r[key]:.1f} ({r[key] / ca[key]:.2f}x)" for key in ("enc_entropy", "enc_total", "dec_entropy", "dec_total")]
             lines.append(f"| rdvq {name} | " + " | ".join(cells) + " |")
     if "large" in results:
-        lines += ["", "| K | tail floor | encode ms | decode ms | bits/index | overhead vs table | peak RSS growth MiB |",
+        lines += ["", f"Index coding of {results['large'][0]['positions']} positions (a Kodak image at stride 16), "
+                  "engine + range coder; median of repeated runs; peak RSS growth measured from a reset counter.",
+                  "", "| K | tail floor | encode ms | decode ms | bits/index | overhead vs table | peak RSS growth MiB |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for r in results["large"]:
             lines.append(
@@ -291,13 +298,14 @@ def main() -> None:
     parser.add_argument("--positions", type=int, default=1536, help="index positions per image (Kodak at /16)")
     parser.add_argument("--sections", nargs="+", default=["kodak", "large", "coders"], choices=["kodak", "large", "coders"])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per large-codebook case (median)")
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--large-case", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.large_case:
         size, top_k = args.large_case
-        print(json.dumps(large_codebook_case(size, top_k or None, args.positions)))
+        print(json.dumps(large_codebook_case(size, top_k or None, args.positions, args.repeats)))
         return
     if "kodak" in args.sections:
         for path in (args.hypervq, args.static):
@@ -309,7 +317,7 @@ def main() -> None:
     if "kodak" in args.sections:
         results["kodak"] = kodak_rows(args)
     if "large" in args.sections:
-        results["large"] = large_codebooks(args.positions)
+        results["large"] = large_codebooks(args.positions, args.repeats)
     if "coders" in args.sections:
         results["coders"] = coder_comparison(512)
     command = "python " + " ".join([str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute() else sys.argv[0], *sys.argv[1:]])
