@@ -35,6 +35,7 @@ def stage_b_checkpoint(tmp_path_factory, stage_a_checkpoint: Path) -> Path:
 
 
 def kodak_dir() -> Path:
+    """The Kodak folder of ../shared/datasets, or a skip saying it is absent."""
     path = SHARED / "kodak"
     if not path.is_dir():
         pytest.skip(f"../shared/datasets/kodak is absent ({path}); this test needs the Kodak images")

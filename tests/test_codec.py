@@ -12,6 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import kodak_dir
+from datamodules import sample_photo_paths
 from rdvq.codec import ImageCodec
 from rdvq.codec.image_codec import has_coding_tables
 from rdvq.entropy import EntropyModelConfig, build_entropy_model
@@ -121,19 +123,30 @@ def test_checkpoint_tables_are_used_as_stored(stage_b_checkpoint: Path) -> None:
     for name, tensor in codec.entropy_model.state_dict().items():
         if name.endswith(("_quantized_cdf", "_offset", "_cdf_length")):
             assert torch.equal(tensor, saved[f"entropy_model.{name}"]), name
-    image = read_image(REPO / ".venv/lib/python3.11/site-packages/skimage/data/astronaut.png")
+    image = read_image(sample_photo_paths("val")[0])
     assert_round_trip(codec, image[:, :96, :128])
 
 
 def test_file_size_matches_the_estimate_of_a_trained_model(stage_b_checkpoint: Path) -> None:
     codec = ImageCodec.from_checkpoint(stage_b_checkpoint)
-    image = read_image(REPO / ".venv/lib/python3.11/site-packages/skimage/data/coffee.png")
+    image = read_image(sample_photo_paths("val")[1])
     encoded = codec.encode(image)
     streams = 1 + codec.entropy_model.num_side_streams()
     header_bits = 8 * (35 + 3 * streams)  # fixed fields + varint lengths
     coder_slack_bits = 64 * streams  # each coder flushes at most two words
     assert len(encoded.data) * 8 <= 1.01 * encoded.estimated_bits + header_bits + coder_slack_bits
     assert len(encoded.data) * 8 >= 0.99 * encoded.estimated_bits
+
+
+def test_kodak_image_round_trips_through_the_cli_with_reconstructions(stage_b_checkpoint: Path, tmp_path: Path) -> None:
+    source = kodak_dir() / "kodim23.png"
+    done = rdvq("compress", str(source), "--ckpt", str(stage_b_checkpoint), "--out-dir", str(tmp_path / "files"),
+                "--recon-dir", str(tmp_path / "encoder"), "--top-k", "8")
+    assert done.returncode == 0, done.stderr
+    done = rdvq("decompress", str(tmp_path / "files" / "kodim23.rdvq"), "--ckpt", str(stage_b_checkpoint),
+                "--out-dir", str(tmp_path / "decoder"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "decoder" / "kodim23.png").read_bytes() == (tmp_path / "encoder" / "kodim23.png").read_bytes()
 
 
 def test_stage_b_keeps_the_tokenizer_bit_identical(stage_a_checkpoint: Path, stage_b_checkpoint: Path) -> None:

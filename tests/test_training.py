@@ -4,8 +4,10 @@ DDP keeps codebook statistics identical across ranks, W&B works offline."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -103,16 +105,38 @@ def test_resume_from_last_continues_step_and_optimizer_state(tmp_path: Path) -> 
     fit("tiny_stage_a.yaml", tmp_path)
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["global_step"] == 6
-    cli = fit("tiny_stage_a.yaml", tmp_path, "--trainer.max_steps", "9", "--ckpt_path", "last",
+    cli = fit("tiny_stage_a.yaml", tmp_path, "--trainer.max_steps", "8", "--ckpt_path", "last",
               "--trainer.callbacks+=probes.ResumeProbe")
     probe = next(c for c in cli.trainer.callbacks if isinstance(c, ResumeProbe))
     assert probe.start_step == 6
-    assert cli.trainer.global_step == 9
+    assert cli.trainer.global_step == 8
+    # The run ended between two periodic saves (every 3 steps): last.ckpt still holds its end.
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
     saved_state = saved["optimizer_states"][0]["state"]
     assert saved_state.keys() == probe.optimizer_state.keys()
     for key, tensors in probe.optimizer_state.items():
         for name, tensor in tensors.items():
             assert torch.equal(tensor, saved_state[key][name]), (key, name)
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "rdvq", "fit", "--config", str(CONFIGS / "tiny_stage_a.yaml"),
+               "--trainer.default_root_dir", str(tmp_path), "--trainer.max_steps", "100000"]
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if last.exists() and torch.load(last, weights_only=True)["global_step"] >= 6:
+                break
+            time.sleep(0.5)
+        process.send_signal(signal.SIGKILL)  # no chance to clean up or finish a write
+    finally:
+        process.wait()
+    saved = torch.load(last, weights_only=True)["global_step"]  # whole despite the kill (atomic writes)
+    assert saved >= 6
+    cli = fit("tiny_stage_a.yaml", tmp_path, "--ckpt_path", "last", "--trainer.max_steps", str(saved + 2))
+    assert cli.trainer.global_step == saved + 2
 
 
 def test_init_from_loads_weights_and_reports_keys(stage_a_checkpoint: Path, caplog) -> None:

@@ -39,6 +39,9 @@ def _parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument(
             "--top-k", type=int, default=None, help="bounded tail floor: model only the k most likely indices per position"
         )
+        parser.add_argument(
+            "--recon-dir", help="also write the encoder's reconstruction as <name>.png here (what decompress must produce)"
+        )
     return parser
 
 
@@ -85,8 +88,11 @@ def run(command: str, argv: list[str]) -> int:
         try:
             if compress:
                 image = read_image(source)
-                data = codec.compress(image)
+                encoded = codec.encode(image) if args.recon_dir else None
+                data = encoded.data if encoded else codec.compress(image)
                 _write_bytes(target, data)
+                if encoded:
+                    write_png(Path(args.recon_dir) / Path(source).with_suffix(".png").name, encoded.reconstruction)
                 height, width = image.shape[-2:]
                 size = len(data)
             else:
