@@ -15,7 +15,6 @@ from PIL import Image
 from conftest import kodak_dir
 from datamodules import sample_photo_paths
 from rdvq.codec import ImageCodec
-from rdvq.codec.image_codec import has_coding_tables
 from rdvq.entropy import EntropyModelConfig, build_entropy_model
 from rdvq.errors import CheckpointError, DecodeMismatchError, ModelMismatchError
 from rdvq.image_io import read_image, to_uint8
@@ -119,7 +118,7 @@ def test_empty_index_maps_never_reach_the_coder() -> None:
 def test_checkpoint_tables_are_used_as_stored(stage_b_checkpoint: Path) -> None:
     saved = torch.load(stage_b_checkpoint, weights_only=True)["state_dict"]
     codec = ImageCodec.from_checkpoint(stage_b_checkpoint)
-    assert has_coding_tables(codec.entropy_model)
+    assert codec.entropy_model.has_coding_tables()
     for name, tensor in codec.entropy_model.state_dict().items():
         if name.endswith(("_quantized_cdf", "_offset", "_cdf_length")):
             assert torch.equal(tensor, saved[f"entropy_model.{name}"]), name

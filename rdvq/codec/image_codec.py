@@ -91,7 +91,7 @@ class ImageCodec:
                 raise CheckpointError(f"{path}: weights do not match the stored configuration ({str(exc).splitlines()[0]})") from None
         tokenizer.to(device)
         entropy_model.to(device)
-        if not has_coding_tables(entropy_model):
+        if not entropy_model.has_coding_tables():
             entropy_model.update_tables()
         return cls(tokenizer, entropy_model, entropy_config, engine=engine, top_k=top_k)
 
@@ -146,7 +146,8 @@ class ImageCodec:
         )
 
     def compress(self, image: torch.Tensor) -> bytes:
-        return self.encode(image).data
+        """Just the file: no reconstruction, no estimate (see :meth:`encode` for those)."""
+        return self.pack(self.tokenize(image), *image.shape[-2:])
 
     # ------------------------------------------------------------------ decoder
     @torch.no_grad()
@@ -186,10 +187,3 @@ class ImageCodec:
     def reconstruct(self, indices: list[torch.Tensor], height: int, width: int) -> torch.Tensor:
         image = self.tokenizer.decode_indices(indices)[0, :, :height, :width]
         return image.clamp(0.0, 1.0).cpu()
-
-
-def has_coding_tables(model: IndexEntropyModel) -> bool:
-    """False when a model with side information has never built its CDF tables."""
-    buffers = dict(model.named_buffers())
-    tables = [v for k, v in buffers.items() if k.endswith("_quantized_cdf")]
-    return all(t.numel() > 0 for t in tables)

@@ -78,6 +78,10 @@ class IndexEntropyModel(nn.Module):
     def update_tables(self) -> None:
         """Refresh derived coding tables after the parameters changed (before any real coding)."""
 
+    def has_coding_tables(self) -> bool:
+        """False when the model needs :meth:`update_tables` before it can code."""
+        return True
+
     def compress(self, branches: list[BranchBatch], encoder: IndexEncoder, context: CodingContext) -> list[bytes]:
         """Encode one image's indices into ``encoder``; returns the side-information streams."""
         raise NotImplementedError

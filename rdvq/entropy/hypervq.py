@@ -114,6 +114,9 @@ class HyperVQModel(IndexEntropyModel):
         for prior in self.priors:
             prior.bottleneck.update(force=True)
 
+    def has_coding_tables(self) -> bool:
+        return all(prior.bottleneck._quantized_cdf.numel() > 0 for prior in self.priors)
+
     def num_side_streams(self) -> int:
         return len(self.priors)
 
