@@ -41,6 +41,7 @@ from rdvq.coding import probability as P  # noqa: E402
 from rdvq.entropy import EntropyModelConfig, UniformModel  # noqa: E402
 from rdvq.image_io import read_image  # noqa: E402
 from rdvq.metrics import psnr  # noqa: E402
+from rdvq.tokenizer.quantizer import perplexity  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,10 +99,9 @@ def kodak_rows(args) -> dict:
             )
         results[name] = {k: statistics.mean(r[k] for r in rows) for k in rows[0]}
         results[name]["images"] = len(rows)
-    p = usage.double() / usage.sum()
     results["codebook"] = dict(
         size=int(usage.numel()), usage=float((usage > 0).double().mean()),
-        perplexity=float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum())), tokens=int(usage.sum()),
+        perplexity=float(perplexity(usage)), tokens=int(usage.sum()),
     )
     results["compressai_bmshj2018_hyperprior_q3"] = compressai_timing(images)
     return results

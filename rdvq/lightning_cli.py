@@ -1,8 +1,8 @@
 """``rdvq fit | validate | test``: the Lightning CLI over rdvq's stages and data modules.
 
 YAML configs live in ``experiments/``; the parser runs in omegaconf+ mode: configs can use
-``${...}`` interpolation, resolved after command-line overrides. ``--ckpt_path last|PATH`` resumes a run; ``--model.init_from PATH``
-loads weights only, for moving between stages.
+``${...}`` interpolation, resolved after command-line overrides. ``--ckpt_path last|PATH``
+resumes a run; ``--model.init_from PATH`` loads weights only, for moving between stages.
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from lightning_fabric.plugins.io.checkpoint_io import CheckpointIO
 from pytorch_lightning.cli import LightningCLI
 
 from rdvq.atomic_checkpoint_io import AtomicCheckpointIO
-from rdvq.checkpointing import read_checkpoint
-from rdvq.errors import RdvqError
 from rdvq.cli import TRAINING_COMMANDS
+from rdvq.errors import RdvqError
 from rdvq.stages import RDVQStage
-
 
 
 class RdvqLightningCLI(LightningCLI):
@@ -38,14 +36,6 @@ class RdvqLightningCLI(LightningCLI):
             if cause is None:
                 raise
             raise cause from None
-
-    def before_instantiate_classes(self) -> None:
-        """Check ``init_from`` here: errors raised inside class instantiation reach the user wrapped
-        in jsonargparse's union-type message instead of as one clear line."""
-        config = self.config.get(str(self.subcommand), self.config)
-        init_from = config.get("model", {}).get("init_args", {}).get("init_from")
-        if init_from:
-            read_checkpoint(init_from)
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         """Every run writes checkpoints atomically unless the config brings its own CheckpointIO."""

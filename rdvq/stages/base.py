@@ -14,6 +14,7 @@ from rdvq.checkpointing import load_weights, read_checkpoint
 from rdvq.errors import ConfigError
 from rdvq.metrics import ms_ssim, ms_ssim_db, psnr
 from rdvq.tokenizer import Quantization, Tokenizer, TokenizerConfig, pad_to_multiple
+from rdvq.tokenizer.quantizer import perplexity
 
 
 class RDVQStage(pl.LightningModule):
@@ -45,12 +46,15 @@ class RDVQStage(pl.LightningModule):
             self._init_checkpoint = None  # free the memory
 
     # ------------------------------------------------------------------ optimization helpers
-    def optimizer_step_counted(self, optimizer: Any, loss: torch.Tensor, clip: float | None) -> None:
-        """Backward, clip and step; this step advances ``global_step`` (one per batch)."""
+    def _backward_and_clip(self, optimizer: Any, loss: torch.Tensor, clip: float | None) -> None:
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if clip:
             self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+
+    def optimizer_step_counted(self, optimizer: Any, loss: torch.Tensor, clip: float | None) -> None:
+        """Backward, clip and step; this step advances ``global_step`` (one per batch)."""
+        self._backward_and_clip(optimizer, loss, clip)
         optimizer.step()
 
     def optimizer_step_uncounted(self, optimizer: Any, loss: torch.Tensor, clip: float | None) -> None:
@@ -60,10 +64,7 @@ class RDVQStage(pl.LightningModule):
         ``global_step`` equal to the number of batches, so ``max_steps``, resumption and
         stage-relative schedules mean the same thing with and without a GAN.
         """
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        if clip:
-            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+        self._backward_and_clip(optimizer, loss, clip)
         self.trainer.strategy.optimizer_step(optimizer.optimizer, closure=lambda: None, model=self)
 
     def step_schedulers(self) -> None:
@@ -107,9 +108,8 @@ class RDVQStage(pl.LightningModule):
         usages, perplexities = [], []
         for stage, counts in enumerate(self._val_code_counts):
             counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
-            p = counts / counts.sum().clamp_min(1)
             usages.append((counts > 0).double().mean())
-            perplexities.append(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
+            perplexities.append(perplexity(counts))
             if len(self._val_code_counts) > 1:
                 self.log(f"val/usage_r{stage}", usages[-1].float())
         self.log("val/usage", torch.stack(usages).mean().float(), prog_bar=True)
@@ -118,7 +118,7 @@ class RDVQStage(pl.LightningModule):
     def log_quantizer_statistics(self) -> None:
         quantizers = self.tokenizer.quantizers
         self.log("train/usage", sum(q.usage() for q in quantizers) / len(quantizers))
-        self.log("train/perplexity", sum(q.perplexity() for q in quantizers) / len(quantizers))
+        self.log("train/perplexity", sum(float(perplexity(q.ema_counts)) for q in quantizers) / len(quantizers))
         self.log("train/restarted_codes", float(sum(int(q.restarted_codes) for q in quantizers)))
 
     def trainable(self, *modules: nn.Module) -> list[nn.Parameter]:

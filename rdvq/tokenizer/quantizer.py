@@ -24,6 +24,13 @@ class VQResult:
     loss: torch.Tensor  # codebook loss + beta * commitment loss
 
 
+def perplexity(counts: torch.Tensor) -> torch.Tensor:
+    """exp(entropy) of a code histogram: K when all K codes are used equally, NaN when empty."""
+    p = counts.double() / counts.sum()
+    p = p[p > 0]
+    return torch.exp(-(p * p.log()).sum())
+
+
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
@@ -149,11 +156,3 @@ class VectorQuantizer(nn.Module):
         if not math.isnan(float(self.last_window_usage)):
             return float(self.last_window_usage)
         return float((self.window_counts > 0).double().mean())
-
-    def perplexity(self) -> float:
-        """exp(entropy) of the recent (EMA) code distribution: K when all codes are equally used."""
-        total = self.ema_counts.sum()
-        if total <= 0:
-            return float("nan")
-        p = self.ema_counts / total
-        return float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
