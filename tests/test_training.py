@@ -199,6 +199,23 @@ def test_ddp_two_processes_keep_codebook_statistics_identical(tmp_path: Path) ->
     assert seen > 0
 
 
+@pytest.mark.slow
+def test_ddp_static_table_counts_every_rank(stage_a_checkpoint: Path, tmp_path: Path) -> None:
+    """Stage B's static table sums its counts over both ranks. The six sample photos split three per
+    rank, so each step sees 2 ranks x 3 crops of 32 x 32 (64 indices each at stride 4): after 3
+    steps the table must hold exactly 1152 counts, which one rank alone could not have seen."""
+    result = subprocess.run(
+        [sys.executable, "-m", "rdvq", "fit", "--config", str(CONFIGS / "tiny_stage_b.yaml"),
+         "--model.init_from", str(stage_a_checkpoint), "--model.init_args.entropy_model.kind", "static",
+         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_steps", "3",
+         "--trainer.val_check_interval", "100", "--trainer.default_root_dir", str(tmp_path)],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]["entropy_model.counts_0"]
+    assert int(counts.sum()) == 3 * 2 * 3 * 64
+
+
 def test_wandb_logger_runs_offline(tmp_path: Path) -> None:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     result = subprocess.run(

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 import torch
+from torch import nn
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MeanMetric
 
@@ -45,6 +46,10 @@ class RateAdaptation(RDVQStage):
         self.real_bpp_images = real_bpp_images
         self.tokenizer.requires_grad_(False)
         self.tokenizer.eval()
+        if not any(p.requires_grad for p in self.entropy_model.parameters()):
+            # DDP refuses to wrap a module with nothing to train; counting models (static, uniform)
+            # have nothing, and this empty tensor changes nothing else (no optimizer, no gradient).
+            self.ddp_placeholder = nn.Parameter(torch.zeros(0))
         self.val_bpp_estimated = MeanMetric()
         self.val_bpp_real = MeanMetric()
         self.val_bpp_gap = MeanMetric()
