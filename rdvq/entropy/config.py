@@ -39,7 +39,6 @@ class EntropyModelConfig(DictConfig):
             raise ConfigError("entropy_model.smoothing must be > 0")
 
 
-
 def build_entropy_model(config: EntropyModelConfig, tokenizer: Tokenizer) -> IndexEntropyModel:
     sizes = [tokenizer.quantizer(b).codebook_size for b in tokenizer.branches]
     if config.kind == "uniform":

@@ -7,8 +7,8 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 import torch
-from torch import nn
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
 from torchmetrics import MeanMetric
 
 from rdvq.codec import ImageCodec

@@ -26,7 +26,10 @@ class VQResult:
 
 def perplexity(counts: torch.Tensor) -> torch.Tensor:
     """exp(entropy) of a code histogram: K when all K codes are used equally, NaN when empty."""
-    p = counts.double() / counts.sum()
+    total = counts.double().sum()
+    if total <= 0:
+        return torch.tensor(float("nan"), dtype=torch.float64, device=counts.device)
+    p = counts.double() / total
     p = p[p > 0]
     return torch.exp(-(p * p.log()).sum())
 
