@@ -1,5 +1,6 @@
 """Turning index distributions into bits: the probability engine and the range coder."""
 
+from rdvq.coding.cdf_tables import QuantizedCdfs, decode_indexed, encode_indexed
 from rdvq.coding.engine import ProbabilityEngine
 from rdvq.coding.probability import FixedPointCodebook, GaussianParameters
 from rdvq.coding.range_coder import IndexDecoder, IndexEncoder
@@ -12,4 +13,7 @@ __all__ = [
     "IndexDecoder",
     "IndexEncoder",
     "ProbabilityEngine",
+    "QuantizedCdfs",
+    "decode_indexed",
+    "encode_indexed",
 ]

@@ -10,6 +10,11 @@ choice of engine changes speed only, never the bitstream:
   is set; the reference otherwise.
 
 Tables are always handed back on the CPU, where the range coder runs.
+
+Entropy models code through :meth:`ProbabilityEngine.encode_gaussian`, ``decode_gaussian``,
+``encode_logits`` and ``decode_logits``: they say *what* to code under which distributions and
+the engine decides how (which tables to build, in which chunks), so faster paths need no change
+in the models. Decoding goes chunk by chunk, so an overdrawn stream stops at the first chunk.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import torch
 
 from rdvq.coding import probability as ref
 from rdvq.coding.probability import FixedPointCodebook, GaussianParameters
+from rdvq.coding.range_coder import IndexDecoder, IndexEncoder
 from rdvq.coding.tables import FrequencyTable
 from rdvq.errors import ConfigError
 
@@ -116,3 +122,22 @@ class ProbabilityEngine:
         for start in range(0, params.num_positions, step):
             chunk = params[start : start + step]
             yield ref.frequency_table(ref.gaussian_buckets(chunk, codebook), self.top_k).to("cpu")
+
+    # ------------------------------------------------------------------ coding
+    def encode_gaussian(
+        self, encoder: IndexEncoder, symbols: torch.Tensor, params: GaussianParameters, codebook: FixedPointCodebook
+    ) -> None:
+        """Encode ``symbols`` (N,) under the per-position Gaussians ``params`` over ``codebook``."""
+        encoder.encode_tables(symbols, self.gaussian_tables(params, codebook))
+
+    def decode_gaussian(self, decoder: IndexDecoder, params: GaussianParameters, codebook: FixedPointCodebook) -> torch.Tensor:
+        """Decode (N,) int64 symbols coded with :meth:`encode_gaussian`."""
+        return decoder.decode_tables(self.gaussian_tables(params, codebook))
+
+    def encode_logits(self, encoder: IndexEncoder, symbols: torch.Tensor, logits: torch.Tensor) -> None:
+        """Encode ``symbols`` (N,) under the per-position distributions softmax(``logits``) (N, K)."""
+        encoder.encode_tables(symbols, self.logit_tables(logits))
+
+    def decode_logits(self, decoder: IndexDecoder, logits: torch.Tensor) -> torch.Tensor:
+        """Decode (N,) int64 symbols coded with :meth:`encode_logits`."""
+        return decoder.decode_tables(self.logit_tables(logits))

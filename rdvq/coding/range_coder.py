@@ -7,6 +7,15 @@ model assigns symbol ``i`` the slot width ``floor(S_{i+1} * s) - floor(S_i * s) 
 
 The coder is a queue (first in, first out), so models that decode in several steps, each step's
 probabilities depending on what was decoded before, simply encode the steps in the same order.
+
+Decoding untrusted data: constriction never reads out of bounds, but an exhausted stream decodes
+as if padded with zeros, so a file that declares a larger image than its stream holds would decode
+garbage for as long as the declared size says. :class:`IndexDecoder` therefore keeps an
+*information budget*: a range coder cannot emit fewer bits than the information content
+``sum -log2 p`` of what it encoded, so once the decoded symbols' information exceeds the stream's
+bits (plus :data:`BUDGET_SLACK_BITS`), the stream cannot be what the header says and decoding stops
+with :class:`~rdvq.errors.TruncatedStreamError`. Callers that decode in chunks fail after the first
+chunk that overdraws.
 """
 
 from __future__ import annotations
@@ -18,10 +27,14 @@ import numpy as np
 import torch
 
 from rdvq.coding.tables import FrequencyTable
-from rdvq.errors import DecodeMismatchError
+from rdvq.coding.probability import PRECISION
+from rdvq.errors import DecodeMismatchError, TruncatedStreamError
 
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 _UNIFORM = constriction.stream.model.Uniform()
+# Information may exceed the stream's bits by this much before a stream counts as overdrawn
+# (measured: never more than the stream's own length; two words of margin).
+BUDGET_SLACK_BITS = 64
 
 
 def _weights(freqs: torch.Tensor) -> np.ndarray:
@@ -91,21 +104,41 @@ class IndexEncoder:
 
 
 class IndexDecoder:
-    """Reads symbols back in the order they were encoded, given the same frequency tables."""
+    """Reads symbols back in the order they were encoded, given the same frequency tables.
+
+    Every decode call charges the decoded symbols' information to the stream's budget (see the
+    module docstring) and raises :class:`TruncatedStreamError` once it is overdrawn.
+    """
 
     def __init__(self, data: bytes) -> None:
         if len(data) % 4:
             raise DecodeMismatchError(f"index stream length {len(data)} is not a whole number of 32-bit words")
         self._coder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        self._budget_bits = 8 * len(data) + BUDGET_SLACK_BITS
+        self._information_bits = 0.0
+
+    def _charge(self, frequencies: torch.Tensor) -> None:
+        """Add the information of symbols decoded with these frequencies (out of 2^PRECISION)."""
+        self._information_bits += float((PRECISION - torch.log2(frequencies.to(torch.float64))).sum())
+        if self._information_bits > self._budget_bits:
+            raise TruncatedStreamError(
+                f"truncated: the stream holds {self._budget_bits - BUDGET_SLACK_BITS} bits, fewer than the "
+                f"information of the symbols its header declares (over {self._information_bits:.0f} bits)"
+            )
+
+    def _decode(self, *args) -> np.ndarray:
+        try:
+            return self._coder.decode(*args)
+        except Exception as exc:  # constriction reports inconsistent data as generic (even assertion) errors
+            raise DecodeMismatchError(f"the index stream does not decode under these tables ({exc})") from None
 
     def decode_iid(self, count: int, freqs: torch.Tensor) -> torch.Tensor:
         if count == 0 or freqs.numel() == 1:
             return torch.zeros(count, dtype=torch.int64)
         model = constriction.stream.model.Categorical(_weights(freqs), perfect=False)
-        try:
-            return torch.from_numpy(self._coder.decode(model, count).astype(np.int64))
-        except Exception as exc:
-            raise DecodeMismatchError(f"the index stream does not decode under this table ({exc})") from None
+        symbols = torch.from_numpy(self._decode(model, count).astype(np.int64))
+        self._charge(freqs.cpu()[symbols])
+        return symbols
 
     def decode_tables(self, tables: Iterable[FrequencyTable]) -> torch.Tensor:
         decoded = [self.decode(table) for table in tables]
@@ -116,24 +149,23 @@ class IndexDecoder:
         n = table.num_positions
         if n == 0 or table.alphabet_size == 1:
             return torch.zeros(n, dtype=torch.int64)
-        try:
-            if table.candidates is None:
-                return torch.from_numpy(self._coder.decode(_CATEGORICAL, _weights(table.freqs)).astype(np.int64))
-            k, size = table.candidates.shape[1], table.alphabet_size
-            tail_freq = torch.full((n, 1), size - k, dtype=torch.int64)
-            slots = torch.from_numpy(
-                self._coder.decode(_CATEGORICAL, _weights(torch.cat([table.freqs, tail_freq], -1))).astype(np.int64)
-            )
-        except Exception as exc:  # constriction reports exhausted or inconsistent data as generic errors
-            raise DecodeMismatchError(f"the index stream does not decode under these tables ({exc})") from None
+        if table.candidates is None:
+            symbols = torch.from_numpy(self._decode(_CATEGORICAL, _weights(table.freqs)).astype(np.int64))
+            self._charge(table.freqs.gather(-1, symbols.unsqueeze(-1)))
+            return symbols
+        k, size = table.candidates.shape[1], table.alphabet_size
+        tail_freq = torch.full((n, 1), size - k, dtype=torch.int64)
+        freqs = torch.cat([table.freqs, tail_freq], -1)
+        slots = torch.from_numpy(self._decode(_CATEGORICAL, _weights(freqs)).astype(np.int64))
+        self._charge(freqs.gather(-1, slots.unsqueeze(-1)))  # a tail symbol: its slot, then its rank below
         in_tail = slots == k
         symbols = table.candidates.gather(-1, slots.clamp(max=k - 1).unsqueeze(-1)).squeeze(-1)
         if in_tail.any():
             count = int(in_tail.sum())
-            offsets = (
-                torch.from_numpy(self._coder.decode(_UNIFORM, np.full(count, size - k, dtype=np.int32)).astype(np.int64))
-                if size - k >= 2
-                else torch.zeros(count, dtype=torch.int64)
-            )
+            if size - k >= 2:
+                offsets = torch.from_numpy(self._decode(_UNIFORM, np.full(count, size - k, dtype=np.int32)).astype(np.int64))
+                self._charge(torch.full((count,), (1 << PRECISION) / (size - k), dtype=torch.float64))
+            else:
+                offsets = torch.zeros(count, dtype=torch.int64)
             symbols[in_tail] = _tail_symbols(offsets, table.candidates[in_tail])
         return symbols
