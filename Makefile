@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 quickstart: $(STAMP)
-	$(BIN)/python -m rdvq.quickstart
+	$(BIN)/python -m rdvq.app.quickstart
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -6,7 +6,6 @@ config runs without a download.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -16,40 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from datamodules.sample_photos import sample_photo_paths
 from rdvq.errors import ConfigError
-from rdvq.image_io import read_image
+from rdvq.image_io import IMAGE_EXTENSIONS, find_images, read_image
+from rdvq.sample_photos import sample_photo_paths
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataModule", "RandomCropDataset", "WholeImageDataset", "find_images"]
-
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+__all__ = ["ImageFolderDataModule", "RandomCropDataset", "WholeImageDataset"]
 
 SmallImagePolicy = Literal["pad", "resize"]
-
-
-def find_images(directory: str | os.PathLike, *, role: str = "image directory") -> list[Path]:
-    """All image files under ``directory``, recursively, sorted so that runs see the same order.
-
-    Symlinked folders are followed (each real folder once); hidden files and folders (``.*``, e.g.
-    macOS ``._x.jpg`` resource forks) are skipped because they are not images.
-    ``role`` names the directory in the error raised when it is missing or holds no images.
-    """
-    root = Path(directory)
-    if not root.is_dir():
-        reason = "is not a directory" if root.exists() else "does not exist"
-        raise ConfigError(f"{role} {root} {reason}")
-    found, visited = [], set()
-    for folder, subfolders, names in os.walk(root, followlinks=True):
-        real = os.path.realpath(folder)
-        if real in visited:  # a symlink cycle or a folder linked twice
-            subfolders[:] = []
-            continue
-        visited.add(real)
-        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
-        found += [Path(folder, name) for name in names if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS]
-    if not found:
-        raise ConfigError(f"{role} {root} contains no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-    return sorted(found)
 
 
 class RandomCropDataset(Dataset):

@@ -1,5 +1,5 @@
 import sys
 
-from rdvq.cli import main
+from rdvq.app.main import main
 
 sys.exit(main())

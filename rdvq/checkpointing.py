@@ -1,7 +1,12 @@
-"""Checkpoint files: typed-error reads and weights-only loading between stages.
+"""Checkpoint files: typed-error reads, the codec description, and weights-only loading between stages.
+
+Every rdvq checkpoint carries a *codec description*: a versioned plain dict (loadable with
+``torch.load(weights_only=True)``) saying which codec family the weights belong to and with which
+configuration. :func:`write_codec_description` is the only writer (every stage calls it when it
+saves) and :func:`read_codec_description` the only reader (``init_from``, ``ImageCodec``).
 
 Kept free of Lightning imports so the codec starts quickly; atomic writes live in
-:mod:`rdvq.atomic_checkpoint_io`.
+:mod:`rdvq.atomic`.
 """
 
 from __future__ import annotations
@@ -15,6 +20,27 @@ from torch import nn
 
 from rdvq.errors import CheckpointError
 
+DESCRIPTION_KEY = "rdvq_codec"
+DESCRIPTION_VERSION = 1
+
+
+def write_codec_description(checkpoint: dict[str, Any], family: str, **parts: Any) -> None:
+    """Store ``{"version", "family", **parts}``; ``parts`` are plain dicts (configurations) or None."""
+    checkpoint[DESCRIPTION_KEY] = {"version": DESCRIPTION_VERSION, "family": family, **parts}
+
+
+def read_codec_description(checkpoint: dict[str, Any], source: str) -> dict[str, Any]:
+    """The description of a checkpoint read by :func:`read_checkpoint`, checked for its version."""
+    description = checkpoint.get(DESCRIPTION_KEY)
+    if not isinstance(description, dict) or "family" not in description:
+        raise CheckpointError(f"{source} is not an rdvq checkpoint (no codec description)")
+    if description.get("version") != DESCRIPTION_VERSION:
+        raise CheckpointError(
+            f"{source} has codec description version {description.get('version')}, "
+            f"this build reads version {DESCRIPTION_VERSION}"
+        )
+    return description
+
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a Lightning checkpoint written by rdvq, raising :class:`CheckpointError` on any problem."""
@@ -27,9 +53,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"cannot read checkpoint {path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict)")
-    hparams = checkpoint.get("hyper_parameters") or {}
-    if "tokenizer" not in hparams:
-        raise CheckpointError(f"{path} is not an rdvq checkpoint (no tokenizer configuration)")
+    read_codec_description(checkpoint, str(path))
     return checkpoint
 
 
@@ -59,6 +83,15 @@ def load_weights(module: nn.Module, state_dict: dict[str, torch.Tensor], source:
         f"unexpected {len(result.unexpected_keys)} {_preview(result.unexpected_keys)}"
     )
     return list(result.missing_keys), list(result.unexpected_keys)
+
+
+def load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str, source: str) -> None:
+    """Load ``module`` from the ``prefix``-ed entries of a checkpoint's state dict, all of them."""
+    part = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    try:
+        module.load_state_dict(part, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{source}: weights do not match the stored configuration ({str(exc).splitlines()[0]})") from None
 
 
 def _preview(keys: list[str], limit: int = 4) -> str:

@@ -52,6 +52,14 @@ class ChecksumError(BitstreamError):
     """The payload checksum does not match: the file is corrupt."""
 
 
+class InvalidHeaderError(BitstreamError):
+    """A header field holds a value this decoder cannot accept (out of range, or not what its model writes)."""
+
+
+class SizeLimitError(BitstreamError):
+    """The file declares an image larger than the decoder's ``max_pixels`` limit."""
+
+
 class TrailingDataError(BitstreamError):
     """Bytes follow the last declared stream."""
 

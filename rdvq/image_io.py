@@ -8,7 +8,6 @@ PIL can open becomes the same thing: a float32 RGB tensor ``(3, H, W)`` in ``[0,
 from __future__ import annotations
 
 import os
-import uuid
 import warnings
 from pathlib import Path
 
@@ -16,9 +15,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from rdvq.errors import ImageReadError
+from rdvq.atomic import atomic_write
+from rdvq.errors import ConfigError, ImageReadError
 
-__all__ = ["ImageWarning", "read_image", "to_uint8", "write_png"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageWarning", "find_images", "read_image", "to_uint8", "write_png"]
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "PA")
@@ -77,34 +79,43 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = 100_000_000) -> tor
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
+def find_images(directory: str | os.PathLike, *, role: str = "image directory") -> list[Path]:
+    """All image files under ``directory``, recursively, sorted so that runs see the same order.
+
+    Symlinked folders are followed (each real folder once); hidden files and folders (``.*``, e.g.
+    macOS ``._x.jpg`` resource forks) are skipped because they are not images.
+    ``role`` names the directory in the error raised when it is missing or holds no images.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        reason = "is not a directory" if root.exists() else "does not exist"
+        raise ConfigError(f"{role} {root} {reason}")
+    found, visited = [], set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in visited:  # a symlink cycle or a folder linked twice
+            subfolders[:] = []
+            continue
+        visited.add(real)
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        found += [Path(folder, name) for name in names if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS]
+    if not found:
+        raise ConfigError(f"{role} {root} contains no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+    return sorted(found)
+
+
 def to_uint8(image: torch.Tensor) -> torch.Tensor:
     """Quantize ``[0, 1]`` floats to 8 bits (round to nearest), as PSNR and PNG output both expect."""
     return image.clamp(0, 1).mul(255).round().to(torch.uint8)
 
 
 def write_png(path: str | os.PathLike, image: torch.Tensor) -> None:
-    """Write a ``(3, H, W)`` float tensor in ``[0, 1]`` as an 8-bit RGB PNG.
-
-    The file appears complete or not at all: the PNG is written to a temporary file in the target
-    directory (created if needed) and renamed over the target, and the temporary file is removed on
-    any error. OS errors (permissions, a parent that is a file) propagate unchanged.
-    """
+    """Write a ``(3, H, W)`` float tensor in ``[0, 1]`` as an 8-bit RGB PNG, atomically (see
+    :func:`rdvq.atomic.atomic_write`: complete or not at all, usual permissions)."""
     if image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"write_png expects an image of shape (3, H, W), got {tuple(image.shape)}")
-    path = Path(path)
     pixels = Image.fromarray(to_uint8(image.detach()).permute(1, 2, 0).cpu().numpy())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        # os.open (not tempfile) so the final file gets the usual umask permissions, not 0600.
-        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as file:
-            pixels.save(file, format="PNG")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: pixels.save(handle, format="PNG"))
 
 
 def _to_rgb_array(image: Image.Image) -> tuple[np.ndarray, bool]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rdvq.lightning_cli import run_training_cli
+from rdvq.app.training import run_training_cli
 
 CONFIGS = Path(__file__).parent / "configs"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"

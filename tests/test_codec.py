@@ -14,9 +14,10 @@ from PIL import Image
 
 from conftest import kodak_dir
 from datamodules import sample_photo_paths
-from rdvq.codec import ImageCodec
-from rdvq.entropy import EntropyModelConfig, build_entropy_model
-from rdvq.errors import CheckpointError, DecodeMismatchError, ModelMismatchError
+from rdvq.codec import ImageCodec, VQCodec
+from rdvq.encode_options import EncodeOptions
+from rdvq.entropy import ENTROPY_MODELS, build_entropy_model
+from rdvq.errors import CheckpointError, ConfigError, DecodeMismatchError, ModelMismatchError
 from rdvq.image_io import read_image, to_uint8
 from rdvq.tokenizer import Tokenizer, TokenizerConfig
 
@@ -28,26 +29,30 @@ LAYOUTS = {
 }
 
 
-def make_codec(layout: str, kind: str, top_k: int | None = None, sigma: str = "scalar") -> ImageCodec:
+ENTROPY_KWARGS = {"hypervq": dict(hyper_channels=3, hyper_hidden=8), "static": {}, "uniform": {}}
+
+
+def make_codec(layout: str, kind: str, sigma: str = "scalar", engine: str = "auto") -> ImageCodec:
     torch.manual_seed(0)
     config = TokenizerConfig(base_channels=8, embed_dim=4, codebook_size=48, **LAYOUTS[layout])
     tokenizer = Tokenizer(config).eval()
-    entropy_config = EntropyModelConfig(kind=kind, hyper_channels=3, hyper_hidden=8, sigma=sigma)
+    extra = dict(sigma=sigma) if kind == "hypervq" else {}
+    entropy_config = ENTROPY_MODELS[kind].config_class(**ENTROPY_KWARGS[kind], **extra)
     model = build_entropy_model(entropy_config, tokenizer).eval()
     if kind == "static":
         for i in range(len(tokenizer.branches)):
             model.counts(i).copy_(torch.rand(48, dtype=torch.float64) * 100)
     model.update_tables()
-    return ImageCodec(tokenizer, model, entropy_config, top_k=top_k)
+    return ImageCodec(VQCodec(tokenizer, model, entropy_config, engine))
 
 
-def assert_round_trip(codec: ImageCodec, image: torch.Tensor) -> bytes:
-    encoded = codec.encode(image)
-    indices, height, width = codec.unpack(encoded.data)
-    assert (height, width) == tuple(image.shape[-2:])
-    assert len(indices) == len(encoded.indices)
-    for decoded, original in zip(indices, encoded.indices):
-        assert torch.equal(decoded, original)
+def assert_round_trip(codec: ImageCodec, image: torch.Tensor, options: EncodeOptions = EncodeOptions()) -> bytes:
+    encoded = codec.encode(image, options)
+    decoded = codec.unpack(encoded.data)
+    assert (decoded.height, decoded.width) == tuple(image.shape[-2:])
+    assert len(decoded.symbols) == len(encoded.symbols)
+    for got, sent in zip(decoded.symbols, encoded.symbols):
+        assert torch.equal(got, sent)
     decoded_image = codec.decompress(encoded.data)
     assert decoded_image.shape == image.shape
     assert torch.equal(decoded_image, encoded.reconstruction)
@@ -65,7 +70,13 @@ def test_round_trip_is_bit_exact(layout: str, kind: str, size: tuple[int, int]) 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_round_trip_with_bounded_tail_floor_and_diagonal_sigma(layout: str) -> None:
     image = torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(2))
-    assert_round_trip(make_codec(layout, "hypervq", top_k=5, sigma="diagonal"), image)
+    assert_round_trip(make_codec(layout, "hypervq", sigma="diagonal"), image, EncodeOptions(top_k=5))
+
+
+@pytest.mark.parametrize("kind", ["uniform", "static"])
+def test_options_a_model_does_not_implement_are_refused(kind: str) -> None:
+    with pytest.raises(ConfigError, match="--top-k"):
+        make_codec("single", kind).compress(torch.rand(3, 16, 16), EncodeOptions(top_k=4))
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16"])
@@ -101,7 +112,7 @@ def test_decoding_with_another_model_is_refused() -> None:
 def test_index_checksum_catches_a_decoder_with_other_probabilities() -> None:
     codec = make_codec("single", "static")
     data = codec.compress(torch.rand(3, 32, 32))
-    model = codec.entropy_model
+    model = codec.latent.entropy_model
     model.counts(0).copy_(model.counts(0).flip(0))  # same fingerprint, different table
     with pytest.raises(DecodeMismatchError):
         codec.decompress(data)
@@ -109,7 +120,7 @@ def test_index_checksum_catches_a_decoder_with_other_probabilities() -> None:
 
 def test_empty_index_maps_never_reach_the_coder() -> None:
     codec = make_codec("single", "uniform")
-    codec.tokenizer.quantizers[0].codebook_size = 1  # alphabet of one: nothing to code
+    codec.latent.tokenizer.quantizers[0].codebook_size = 1  # alphabet of one: nothing to code
     encoded = codec.encode(torch.rand(3, 8, 8))
     assert len(encoded.data) < 64
 
@@ -118,10 +129,10 @@ def test_empty_index_maps_never_reach_the_coder() -> None:
 def test_checkpoint_tables_are_used_as_stored(stage_b_checkpoint: Path) -> None:
     saved = torch.load(stage_b_checkpoint, weights_only=True)["state_dict"]
     codec = ImageCodec.from_checkpoint(stage_b_checkpoint)
-    assert codec.entropy_model.has_coding_tables()
-    for name, tensor in codec.entropy_model.state_dict().items():
+    assert codec.latent.entropy_model.has_coding_tables()
+    for name, tensor in codec.latent.entropy_model.state_dict().items():
         if name.endswith(("_quantized_cdf", "_offset", "_cdf_length")):
-            assert torch.equal(tensor, saved[f"entropy_model.{name}"]), name
+            assert torch.equal(tensor, saved[f"rate.entropy_model.{name}"]), name
     image = read_image(sample_photo_paths("val")[0])
     assert_round_trip(codec, image[:, :96, :128])
 
@@ -130,9 +141,8 @@ def test_file_size_matches_the_estimate_of_a_trained_model(stage_b_checkpoint: P
     codec = ImageCodec.from_checkpoint(stage_b_checkpoint)
     image = read_image(sample_photo_paths("val")[1])
     encoded = codec.encode(image)
-    streams = 1 + codec.entropy_model.num_side_streams()
-    header_bits = 8 * (35 + 3 * streams)  # fixed fields + varint lengths
-    coder_slack_bits = 64 * streams  # each coder flushes at most two words
+    header_bits = 8 * (37 + 3)  # fixed fields + the varint parameter and length
+    coder_slack_bits = 64  # the range coder flushes at most two words
     assert len(encoded.data) * 8 <= 1.01 * encoded.estimated_bits + header_bits + coder_slack_bits
     assert len(encoded.data) * 8 >= 0.99 * encoded.estimated_bits
 

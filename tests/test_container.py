@@ -1,4 +1,4 @@
-"""Container format v1: round trip, and every kind of bad file raises its typed error."""
+"""Container format v2: round trip, and every kind of bad file raises its typed error."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rdvq.errors import (
     BadMagicError,
     BitstreamError,
     ChecksumError,
+    InvalidHeaderError,
     ModelMismatchError,
     TrailingDataError,
     TruncatedStreamError,
@@ -18,21 +19,23 @@ from rdvq.errors import (
 )
 
 FINGERPRINT = bytes(range(8))
-SAMPLE = C.Container(FINGERPRINT, 512, 768, 2, (0,), 0xDEADBEEF, (b"index-stream" * 3, b"side", b""))
+SAMPLE = C.Container(FINGERPRINT, 0, 512, 768, 2, (0,), 0xDEADBEEF, (b"index-stream" * 3, b"side", b""))
 
 
 def test_round_trip() -> None:
     data = C.pack(SAMPLE)
     assert C.unpack(data, FINGERPRINT) == SAMPLE
-    assert data.startswith(b"RDVQ\x01")
+    assert data.startswith(b"RDVQ\x02")
 
 
 def test_each_bad_file_gets_its_error() -> None:
     data = C.pack(SAMPLE)
     with pytest.raises(BadMagicError):
         C.unpack(b"\x89PNG\r\n\x1a\n" + data[8:])
-    with pytest.raises(UnsupportedVersionError, match="version 2"):
-        C.unpack(data[:4] + b"\x02" + data[5:])
+    with pytest.raises(UnsupportedVersionError, match="version 3"):
+        C.unpack(data[:4] + b"\x03" + data[5:])
+    with pytest.raises(UnsupportedVersionError, match="earlier rdvq"):
+        C.unpack(data[:4] + b"\x01" + data[5:])
     with pytest.raises(TruncatedStreamError):
         C.unpack(data[:-1])
     with pytest.raises(TruncatedStreamError):
@@ -72,3 +75,23 @@ def test_trailing_garbage_and_foreign_bytes(junk: bytes) -> None:
         C.unpack(C.pack(SAMPLE) + junk, FINGERPRINT)
     with pytest.raises(BitstreamError):
         C.unpack(junk, FINGERPRINT)
+
+
+def _with_size(height: int, width: int) -> bytes:
+    return C.pack(C.Container(FINGERPRINT, 0, height, width, 2, (0,), 0, (b"x" * 4,)))
+
+
+def test_sizes_outside_the_format_range_are_invalid_headers() -> None:
+    for height, width in ((0, 5), (5, 0), (C.MAX_SIDE + 1, 1), (1, 1 << 40)):
+        with pytest.raises(InvalidHeaderError, match="image size"):
+            C.unpack(_with_size(height, width), FINGERPRINT)
+    assert C.unpack(_with_size(C.MAX_SIDE, C.MAX_SIDE), FINGERPRINT).height == C.MAX_SIDE
+
+
+def test_overlong_varints_are_invalid_headers() -> None:
+    data = bytearray(_with_size(3, 3))
+    position = 4 + 1 + 4 + 8 + 1  # the height varint
+    data[position : position + 1] = b"\xff" * 12  # continues past 63 bits
+    data[5:9] = C.with_crc(bytes(data[9:]))[:4]
+    with pytest.raises(InvalidHeaderError, match="varint"):
+        C.unpack(bytes(data), FINGERPRINT)

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from rdvq.errors import ConfigError
-from rdvq.tokenizer import Tokenizer, TokenizerConfig, VectorQuantizer, pad_to_multiple
+from rdvq.padding import pad_to_multiple
+from rdvq.tokenizer import Tokenizer, TokenizerConfig, VectorQuantizer
 
 BRANCH_CONFIGS = {
     "single": dict(channel_mult=[1, 1, 2, 2, 2], scales=[16]),

@@ -20,7 +20,7 @@ from probes import ResumeProbe
 from datamodules import sample_photo_paths
 from rdvq.errors import CheckpointError
 from rdvq.image_io import read_image
-from rdvq.lightning_cli import run_training_cli
+from rdvq.app.training import run_training_cli
 from rdvq.stages import AdversarialConfig, DistortionConfig, RateAdaptation, VQPretrain
 from rdvq.tokenizer import TokenizerConfig
 
@@ -72,12 +72,12 @@ def test_gan_starts_relative_to_the_stage_and_counts_one_step_per_batch() -> Non
                        adversarial=AdversarialConfig(weight=0.1, start_step=3, base_channels=8, num_layers=2),
                        optimizer=lambda p: torch.optim.Adam(p, lr=1e-3),
                        disc_optimizer=lambda p: torch.optim.Adam(p, lr=1e-3))
-    before = [p.detach().clone() for p in model.discriminator.parameters()]
+    before = [p.detach().clone() for p in model.distortion.discriminator.parameters()]
     trainer = _trainer(6)
     trainer.fit(model, FixedBatch(torch.rand(2, 3, 32, 32), 6))
     assert trainer.global_step == 6  # the discriminator step does not count as a training step
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.discriminator.parameters()))
-    assert model.gan_active()
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.distortion.discriminator.parameters()))
+    assert not model.distortion.gan_active(2) and model.distortion.gan_active(3)
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in EXPERIMENTS.glob("*.yaml")))
@@ -144,11 +144,11 @@ def test_init_from_loads_weights_and_reports_keys(stage_a_checkpoint: Path, capl
     with caplog.at_level("INFO"):
         model = RateAdaptation(init_from=str(stage_a_checkpoint))
     assert model.tokenizer.config == TokenizerConfig.from_dict(
-        torch.load(stage_a_checkpoint, weights_only=True)["hyper_parameters"]["tokenizer"])
+        torch.load(stage_a_checkpoint, weights_only=True)["rdvq_codec"]["tokenizer"])
     for name, tensor in model.tokenizer.state_dict().items():
         if tensor.is_floating_point() and not tensor.isnan().any():
             assert torch.equal(tensor, saved[f"tokenizer.{name}"]), name
-    assert "missing" in caplog.text and "entropy_model." in caplog.text
+    assert "missing" in caplog.text and "rate.entropy_model." in caplog.text
 
 
 def test_init_from_a_foreign_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -206,13 +206,13 @@ def test_ddp_static_table_counts_every_rank(stage_a_checkpoint: Path, tmp_path: 
     steps the table must hold exactly 1152 counts, which one rank alone could not have seen."""
     result = subprocess.run(
         [sys.executable, "-m", "rdvq", "fit", "--config", str(CONFIGS / "tiny_stage_b.yaml"),
-         "--model.init_from", str(stage_a_checkpoint), "--model.init_args.entropy_model.kind", "static",
+         "--model.init_from", str(stage_a_checkpoint), "--model.init_args.entropy_model=StaticConfig",
          "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_steps", "3",
          "--trainer.val_check_interval", "100", "--trainer.default_root_dir", str(tmp_path)],
         capture_output=True, text=True, cwd=REPO, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    counts = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]["entropy_model.counts_0"]
+    counts = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]["rate.entropy_model.counts_0"]
     assert int(counts.sum()) == 3 * 2 * 3 * 64
 
 

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from rdvq.coding import probability as P
 from rdvq.coding.engine import ProbabilityEngine
 from rdvq.coding.tables import FrequencyTable
+from rdvq.encode_options import EncodeOptions
 from rdvq.errors import ConfigError, ProbabilityError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -297,15 +298,14 @@ def test_codec_writes_the_same_bytes_with_either_engine(layout, top_k, sigma, si
         pytest.skip("the codec fixtures run on the CPU: this round trip needs Triton's interpreter")
     from test_codec import make_codec
 
-    codec = make_codec(layout, "hypervq", top_k=top_k, sigma=sigma)
-    branches = codec.tokenize(torch.rand(3, *size, generator=torch.Generator().manual_seed(3)))
-    codec.engine_name = "torch"
-    reference = codec.pack(branches, *size)
-    codec.engine_name = "triton"
-    assert codec.pack(branches, *size) == reference
-    indices, height, width = codec.unpack(reference)  # the kernel decodes, and its CRC check passes
-    assert (height, width) == size
-    assert all(torch.equal(i, b.indices) for i, b in zip(indices, branches))
+    image = torch.rand(3, *size, generator=torch.Generator().manual_seed(3))
+    options = EncodeOptions(top_k=top_k)
+    reference = make_codec(layout, "hypervq", sigma=sigma, engine="torch").encode(image, options)
+    kernel = make_codec(layout, "hypervq", sigma=sigma, engine="triton")
+    assert kernel.compress(image, options) == reference.data
+    decoded = kernel.unpack(reference.data)  # the kernel decodes, and its CRC check passes
+    assert (decoded.height, decoded.width) == size
+    assert all(torch.equal(a, b) for a, b in zip(decoded.symbols, reference.symbols))
 
 
 # ------------------------------------------------------------------ without GPU or interpreter

@@ -1,5 +1,7 @@
-"""The codec: image <-> bytes (container format v1) and its command-line front end."""
+"""The codec: image <-> bytes (container format v2) over any codec family."""
 
-from rdvq.codec.image_codec import Encoded, ImageCodec
+from rdvq.codec.image_codec import DEFAULT_MAX_PIXELS, FAMILIES, Decoded, Encoded, ImageCodec
+from rdvq.codec.latent import CodedSymbols, LatentCodec
+from rdvq.codec.vq import VQCodec
 
-__all__ = ["Encoded", "ImageCodec"]
+__all__ = ["DEFAULT_MAX_PIXELS", "FAMILIES", "CodedSymbols", "Decoded", "Encoded", "ImageCodec", "LatentCodec", "VQCodec"]

@@ -1,17 +1,19 @@
-"""Bitstream container, format version 1 (specified in docs/bitstream.md).
+"""Bitstream container, format version 2 (specified in docs/bitstream.md).
 
 Layout (integers little-endian, ``varint`` = unsigned LEB128)::
 
     magic "RDVQ" | version u8 | crc32 u32 over everything after this field
-    fingerprint 8 bytes | height varint | width varint
-    entropy model id u8 | parameter count u8 | parameters varint...
-    index crc32 u32 | stream count u8 | stream lengths varint...
+    fingerprint 8 bytes | codec family u8 | height varint | width varint
+    model id u8 | parameter count u8 | parameters varint...
+    symbol crc32 u32 | stream count u8 | stream lengths varint...
     streams, concatenated
 
 Reading checks, in this order: magic, version, that the declared streams end exactly at the end
-of the file (truncation / trailing data), the payload CRC, then the model fingerprint. The index
-CRC is checked by the codec after decoding: it catches a decoder whose probabilities differ from
-the encoder's, which would otherwise return a wrong image silently.
+of the file (truncation / trailing data), the payload CRC, the image size's range, then the model
+fingerprint. The codec then checks the family, model id and parameters against its model, the
+declared size against its ``max_pixels`` limit, and after decoding the symbol CRC: it catches a
+decoder whose probabilities differ from the encoder's, which would otherwise return a wrong image
+silently. No field is trusted before its check: :func:`unpack` allocates nothing beyond the file.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from rdvq.errors import (
     BadMagicError,
     ChecksumError,
+    InvalidHeaderError,
     ModelMismatchError,
     TrailingDataError,
     TruncatedStreamError,
@@ -29,26 +32,28 @@ from rdvq.errors import (
 )
 
 MAGIC = b"RDVQ"
-VERSION = 1
+VERSION = 2
 FINGERPRINT_BYTES = 8
 MAX_SIDE = 1 << 20
 _PREFIX = len(MAGIC) + 1 + 4
+_MAX_VARINT_BYTES = 9  # 63 bits
 
 
 @dataclass(frozen=True)
 class Container:
     fingerprint: bytes
+    family: int
     height: int
     width: int
     model_id: int
     parameters: tuple[int, ...]
-    index_crc: int
+    symbol_crc: int
     streams: tuple[bytes, ...]
 
 
 def _varint(value: int) -> bytes:
-    if value < 0:
-        raise ValueError("varints are unsigned")
+    if value < 0 or value >= 1 << (7 * _MAX_VARINT_BYTES):
+        raise ValueError(f"varint out of range: {value}")
     out = bytearray()
     while True:
         byte, value = value & 0x7F, value >> 7
@@ -57,21 +62,33 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
+def _byte(value: int, what: str) -> bytes:
+    if not 0 <= value <= 255:
+        raise ValueError(f"{what} must fit in one byte, got {value}")
+    return bytes([value])
+
+
 def pack(container: Container) -> bytes:
     if len(container.fingerprint) != FINGERPRINT_BYTES:
         raise ValueError("fingerprint must be 8 bytes")
     body = bytearray(container.fingerprint)
+    body += _byte(container.family, "codec family")
     body += _varint(container.height) + _varint(container.width)
-    body += bytes([container.model_id, len(container.parameters)])
+    body += _byte(container.model_id, "model id") + _byte(len(container.parameters), "parameter count")
     for value in container.parameters:
         body += _varint(value)
-    body += container.index_crc.to_bytes(4, "little")
-    body += bytes([len(container.streams)])
+    body += container.symbol_crc.to_bytes(4, "little")
+    body += _byte(len(container.streams), "stream count")
     for stream in container.streams:
         body += _varint(len(stream))
     for stream in container.streams:
         body += stream
-    return MAGIC + bytes([VERSION]) + zlib.crc32(body).to_bytes(4, "little") + bytes(body)
+    return MAGIC + bytes([VERSION]) + with_crc(bytes(body))
+
+
+def with_crc(body: bytes) -> bytes:
+    """``body`` prefixed with its CRC-32, as it follows the version byte."""
+    return zlib.crc32(body).to_bytes(4, "little") + body
 
 
 class _Reader:
@@ -86,15 +103,13 @@ class _Reader:
         return out
 
     def varint(self, what: str) -> int:
-        value = shift = 0
-        while True:
+        value = 0
+        for shift in range(0, 7 * _MAX_VARINT_BYTES, 7):
             byte = self.take(1, what)[0]
             value |= (byte & 0x7F) << shift
             if not byte & 0x80:
                 return value
-            shift += 7
-            if shift > 56:
-                raise ChecksumError(f"corrupt header: {what} is not a valid varint")
+        raise InvalidHeaderError(f"corrupt header: {what} is not a valid varint")
 
 
 def unpack(data: bytes, expected_fingerprint: bytes | None = None) -> Container:
@@ -108,13 +123,15 @@ def unpack(data: bytes, expected_fingerprint: bytes | None = None) -> Container:
     reader = _Reader(data, len(MAGIC))
     version = reader.take(1, "version")[0]
     if version != VERSION:
-        raise UnsupportedVersionError(f"format version {version} is not supported (this build reads version {VERSION})")
+        hint = " (written by an earlier rdvq: compress the image again)" if version < VERSION else ""
+        raise UnsupportedVersionError(f"format version {version} is not supported, this build reads version {VERSION}{hint}")
     crc = int.from_bytes(reader.take(4, "checksum"), "little")
     fingerprint = reader.take(FINGERPRINT_BYTES, "model fingerprint")
+    family = reader.take(1, "codec family")[0]
     height, width = reader.varint("height"), reader.varint("width")
-    model_id, count = reader.take(2, "entropy model fields")
-    parameters = tuple(reader.varint("entropy model parameters") for _ in range(count))
-    index_crc = int.from_bytes(reader.take(4, "index checksum"), "little")
+    model_id, count = reader.take(2, "model fields")
+    parameters = tuple(reader.varint("model parameters") for _ in range(count))
+    symbol_crc = int.from_bytes(reader.take(4, "symbol checksum"), "little")
     lengths = [reader.varint("stream lengths") for _ in range(reader.take(1, "stream count")[0])]
     end = reader.pos + sum(lengths)
     if end > len(data):
@@ -124,12 +141,10 @@ def unpack(data: bytes, expected_fingerprint: bytes | None = None) -> Container:
     if zlib.crc32(data[_PREFIX:]) != crc:
         raise ChecksumError("checksum mismatch: the file is corrupt")
     if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
-        raise ChecksumError(f"corrupt header: image size {height}x{width}")
+        raise InvalidHeaderError(f"corrupt header: image size {height}x{width} outside 1..{MAX_SIDE}")
     if expected_fingerprint is not None and fingerprint != expected_fingerprint:
         raise ModelMismatchError(
             f"file was made by model {fingerprint.hex()}, not by this checkpoint ({expected_fingerprint.hex()})"
         )
-    streams = []
-    for length in lengths:
-        streams.append(reader.take(length, "streams"))
-    return Container(fingerprint, height, width, model_id, parameters, index_crc, tuple(streams))
+    streams = tuple(reader.take(length, "streams") for length in lengths)
+    return Container(fingerprint, family, height, width, model_id, parameters, symbol_crc, streams)

@@ -1,8 +1,13 @@
-"""``ImageCodec``: an image tensor to bytes and back, bit-exact, with any trained entropy model.
+"""``ImageCodec``: an image tensor to bytes and back, bit-exact, for any codec family.
 
     codec = ImageCodec.from_checkpoint("runs/rate/checkpoints/last.ckpt")
     data = codec.compress(image)          # (3, H, W) in [0, 1] -> bytes
     image_hat = codec.decompress(data)    # -> (3, H, W) in [0, 1]
+
+The four steps are also public, for benchmarks and for training on exactly what the deployed
+codec produces: :meth:`ImageCodec.analyze` (networks), :meth:`ImageCodec.pack` (entropy coding
+and the container), :meth:`ImageCodec.unpack` (the reverse, with every check) and
+:meth:`ImageCodec.reconstruct` (synthesis).
 """
 
 from __future__ import annotations
@@ -12,178 +17,154 @@ import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from rdvq.checkpointing import read_checkpoint
+from rdvq.checkpointing import read_checkpoint, read_codec_description
 from rdvq.codec import container
-from rdvq.coding import FixedPointCodebook, IndexDecoder, IndexEncoder, ProbabilityEngine
+from rdvq.codec.latent import LatentCodec
+from rdvq.codec.vq import VQCodec
 from rdvq.coding.engine import EngineName
-from rdvq.entropy import BranchBatch, CodingContext, EntropyModelConfig, IndexEntropyModel, build_entropy_model
-from rdvq.errors import CheckpointError, DecodeMismatchError, ModelMismatchError
-from rdvq.tokenizer import Tokenizer, TokenizerConfig, pad_to_multiple
+from rdvq.encode_options import EncodeOptions
+from rdvq.errors import CheckpointError, DecodeMismatchError, ModelMismatchError, SizeLimitError
+from rdvq.padding import pad_to_multiple, padded_size
+
+# Codec families by name, with the id the container records. A new family is one entry here.
+FAMILIES: dict[str, tuple[int, type[LatentCodec]]] = {"vq": (0, VQCodec)}
+
+DEFAULT_MAX_PIXELS = 1 << 26  # 67 M pixels, e.g. 8192 x 8192
 
 
 @dataclass
 class Encoded:
     data: bytes
-    indices: list[torch.Tensor]  # per branch (1, h, w)
-    reconstruction: torch.Tensor  # (3, H, W): exactly what the decoder will produce
-    estimated_bits: float  # the entropy model's estimate for these indices (incl. side information)
+    symbols: list[torch.Tensor]  # exactly what the decoder will decode
+    height: int
+    width: int
+    reconstruction: torch.Tensor | None = None  # (3, H, W): exactly what the decoder will produce
+    estimated_bits: float | None = None  # the model's estimate for the coded symbols
 
 
-def model_fingerprint(tokenizer: Tokenizer, entropy_model: IndexEntropyModel, entropy_config: EntropyModelConfig) -> bytes:
-    """8 bytes of SHA-256 over both configurations and every tensor (coding tables included)."""
+@dataclass
+class Decoded:
+    symbols: list[torch.Tensor]
+    height: int
+    width: int
+
+
+def model_fingerprint(latent: LatentCodec) -> bytes:
+    """8 bytes of SHA-256 over the family, its configuration and every tensor (coding tables included)."""
     digest = hashlib.sha256()
-    configs = {"tokenizer": tokenizer.config.to_dict(), "entropy_model": entropy_config.to_dict()}
-    digest.update(json.dumps(configs, sort_keys=True).encode())
-    for prefix, module in (("tokenizer.", tokenizer), ("entropy_model.", entropy_model)):
-        for name, tensor in sorted(module.state_dict().items()):
-            digest.update((prefix + name).encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(json.dumps({"family": latent.family, **latent.description()}, sort_keys=True).encode())
+    for name, tensor in sorted(latent.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.digest()[: container.FINGERPRINT_BYTES]
 
 
-def _index_crc(indices: list[torch.Tensor]) -> int:
+def symbol_crc(symbols: list[torch.Tensor]) -> int:
+    """CRC-32 of the symbols as int32 little-endian, tensor after tensor in raster order."""
     crc = 0
-    for tensor in indices:
+    for tensor in symbols:
         crc = zlib.crc32(tensor.detach().cpu().to(torch.int32).numpy().astype("<i4").tobytes(), crc)
     return crc
 
 
 class ImageCodec:
-    def __init__(
-        self,
-        tokenizer: Tokenizer,
-        entropy_model: IndexEntropyModel,
-        entropy_config: EntropyModelConfig,
-        *,
-        engine: EngineName = "auto",
-        top_k: int | None = None,
-    ) -> None:
-        self.tokenizer = tokenizer.eval()
-        self.entropy_model = entropy_model.eval()
-        self.engine_name = engine
-        self.top_k = top_k
-        self.device = next(tokenizer.parameters()).device
-        self.fingerprint = model_fingerprint(tokenizer, entropy_model, entropy_config)
-        codewords = [tokenizer.quantizer(b).codewords().detach() for b in tokenizer.branches]
-        self._codewords = codewords
-        self._codebooks = [FixedPointCodebook.from_codewords(c) for c in codewords]
+    def __init__(self, latent: LatentCodec, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.latent = latent.eval()
+        self.family_id = FAMILIES[latent.family][0]
+        self.max_pixels = max_pixels
+        self.device = next(latent.parameters()).device
+        self.fingerprint = model_fingerprint(latent)
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, *, engine: EngineName = "auto", top_k: int | None = None, device: str = "cpu"
+        cls, path: str | Path, *, engine: EngineName = "auto", device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS
     ) -> "ImageCodec":
         checkpoint = read_checkpoint(path)
-        hparams = checkpoint["hyper_parameters"]
-        if "entropy_model" not in hparams:
-            raise CheckpointError(f"{path} has no entropy model (a stage A checkpoint?): train stage B first")
-        tokenizer = Tokenizer(TokenizerConfig.from_dict(hparams["tokenizer"]))
-        entropy_config = EntropyModelConfig.from_dict(hparams["entropy_model"])
-        entropy_model = build_entropy_model(entropy_config, tokenizer)
-        state = checkpoint["state_dict"]
-        for prefix, module in (("tokenizer.", tokenizer), ("entropy_model.", entropy_model)):
-            part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-            try:
-                module.load_state_dict(part, strict=True)
-            except RuntimeError as exc:
-                raise CheckpointError(f"{path}: weights do not match the stored configuration ({str(exc).splitlines()[0]})") from None
-        tokenizer.to(device)
-        entropy_model.to(device)
-        if not entropy_model.has_coding_tables():
-            entropy_model.update_tables()
-        return cls(tokenizer, entropy_model, entropy_config, engine=engine, top_k=top_k)
-
-    def _context(self, top_k: int | None) -> CodingContext:
-        return CodingContext(
-            engine=ProbabilityEngine(self.engine_name, top_k=top_k), codebooks=self._codebooks, codewords=self._codewords
-        )
+        description = read_codec_description(checkpoint, str(path))
+        if description["family"] not in FAMILIES:
+            raise CheckpointError(f"{path} holds a codec of unknown family {description['family']!r}")
+        family = FAMILIES[description["family"]][1]
+        latent = family.from_checkpoint(description, checkpoint["state_dict"], str(path), engine)
+        return cls(latent.to(device), max_pixels=max_pixels)
 
     # ------------------------------------------------------------------ encoder
     @torch.no_grad()
-    def tokenize(self, image: torch.Tensor) -> list[BranchBatch]:
-        """Analysis and quantization: the index maps (and latents) of one (3, H, W) image."""
+    def analyze(self, image: torch.Tensor) -> Any:
+        """Analysis of one (3, H, W) image in [0, 1], padded to the codec's stride."""
         x = image.unsqueeze(0) if image.dim() == 3 else image
         if x.shape[:2] != (1, 3):
             raise ValueError(f"expected one RGB image (3, H, W), got {tuple(image.shape)}")
-        padded = pad_to_multiple(x.to(self.device, torch.float32), self.tokenizer.stride)
-        quantization = self.tokenizer.quantize(self.tokenizer.encode(padded))
-        return [
-            BranchBatch(indices=i, latents=v, codewords=c)
-            for i, v, c in zip(quantization.indices, quantization.inputs, self._codewords)
-        ]
+        return self.latent.analyze(pad_to_multiple(x.to(self.device, torch.float32), self.latent.stride))
 
     @torch.no_grad()
-    def pack(self, branches: list[BranchBatch], height: int, width: int) -> bytes:
-        """The entropy stage: index maps -> a complete file."""
-        encoder = IndexEncoder()
-        side = self.entropy_model.compress(branches, encoder, self._context(self.top_k))
-        indices = [b.indices for b in branches]
-        return container.pack(
+    def pack(self, analysis: Any, height: int, width: int, options: EncodeOptions = EncodeOptions()) -> Encoded:
+        """The entropy stage: an analysis -> a complete file (and the symbols the decoder will see)."""
+        coded = self.latent.encode(analysis, options)
+        data = container.pack(
             container.Container(
                 fingerprint=self.fingerprint,
+                family=self.family_id,
                 height=height,
                 width=width,
-                model_id=self.entropy_model.model_id,
-                parameters=(self.top_k or 0,),
-                index_crc=_index_crc(indices),
-                streams=(encoder.finish(), *side),
+                model_id=coded.model_id,
+                parameters=coded.parameters,
+                symbol_crc=symbol_crc(coded.symbols),
+                streams=tuple(coded.streams),
             )
         )
+        return Encoded(data=data, symbols=coded.symbols, height=height, width=width)
 
     @torch.no_grad()
-    def encode(self, image: torch.Tensor) -> Encoded:
+    def encode(
+        self, image: torch.Tensor, options: EncodeOptions = EncodeOptions(), *, reconstruct: bool = True, estimate: bool = True
+    ) -> Encoded:
+        """The file, and optionally the decoder's reconstruction and the model's rate estimate."""
         height, width = image.shape[-2:]
-        branches = self.tokenize(image)
-        data = self.pack(branches, height, width)
-        indices = [b.indices for b in branches]
-        return Encoded(
-            data=data,
-            indices=indices,
-            reconstruction=self.reconstruct(indices, height, width),
-            estimated_bits=float(self.entropy_model(branches).total().sum()),
-        )
+        analysis = self.analyze(image)
+        encoded = self.pack(analysis, height, width, options)
+        if reconstruct:
+            encoded.reconstruction = self.reconstruct(encoded.symbols, height, width)
+        if estimate:
+            encoded.estimated_bits = self.latent.estimate_bits(analysis, encoded.symbols)
+        return encoded
 
-    def compress(self, image: torch.Tensor) -> bytes:
-        """Just the file: no reconstruction, no estimate (see :meth:`encode` for those)."""
-        return self.pack(self.tokenize(image), *image.shape[-2:])
+    def compress(self, image: torch.Tensor, options: EncodeOptions = EncodeOptions()) -> bytes:
+        """Just the file."""
+        return self.encode(image, options, reconstruct=False, estimate=False).data
 
     # ------------------------------------------------------------------ decoder
     @torch.no_grad()
-    def unpack(self, data: bytes) -> tuple[list[torch.Tensor], int, int]:
-        """The entropy stage of the decoder: a file -> index maps and the original image size."""
+    def unpack(self, data: bytes, *, max_pixels: int | None = None) -> Decoded:
+        """The entropy stage of the decoder: a file -> symbols and the original image size."""
         parsed = container.unpack(data, expected_fingerprint=self.fingerprint)
-        if parsed.model_id != self.entropy_model.model_id:
-            raise ModelMismatchError(
-                f"file uses entropy model {parsed.model_id}, this checkpoint has {self.entropy_model.model_id}"
+        if parsed.family != self.family_id:
+            raise ModelMismatchError(f"file holds codec family {parsed.family}, this checkpoint is family {self.family_id}")
+        limit = self.max_pixels if max_pixels is None else max_pixels
+        if parsed.height * parsed.width > limit:
+            raise SizeLimitError(
+                f"file declares a {parsed.width}x{parsed.height} image ({parsed.height * parsed.width} pixels), "
+                f"more than the limit of {limit} (--max-pixels)"
             )
-        expected_streams = 1 + self.entropy_model.num_side_streams()
-        if len(parsed.streams) != expected_streams or len(parsed.parameters) != 1:
-            raise ModelMismatchError(
-                f"file has {len(parsed.streams)} streams and {len(parsed.parameters)} parameters, "
-                f"this model writes {expected_streams} and 1"
-            )
-        top_k = parsed.parameters[0] or None
-        padded_h = -(-parsed.height // self.tokenizer.stride) * self.tokenizer.stride
-        padded_w = -(-parsed.width // self.tokenizer.stride) * self.tokenizer.stride
-        shapes = self.tokenizer.latent_shapes(padded_h, padded_w)
-        decoder = IndexDecoder(parsed.streams[0])
-        indices = self.entropy_model.decompress(list(parsed.streams[1:]), shapes, decoder, self._context(top_k))
-        indices = [i.to(self.device) for i in indices]
-        if _index_crc(indices) != parsed.index_crc:
+        padded = padded_size(parsed.height, parsed.width, self.latent.stride)
+        symbols = self.latent.decode(parsed.model_id, parsed.parameters, list(parsed.streams), padded)
+        if symbol_crc(symbols) != parsed.symbol_crc:
             raise DecodeMismatchError(
-                "decoded indices fail their checksum: this decoder's probabilities differ from the encoder's "
-                "(another device, library version or engine?)"
+                "decoded symbols fail their checksum: this decoder's probabilities differ from the encoder's "
+                "(another device, library version or engine?) or the file is corrupt"
             )
-        return indices, parsed.height, parsed.width
+        return Decoded(symbols, parsed.height, parsed.width)
 
     @torch.no_grad()
-    def decompress(self, data: bytes) -> torch.Tensor:
-        indices, height, width = self.unpack(data)
-        return self.reconstruct(indices, height, width)
+    def decompress(self, data: bytes, *, max_pixels: int | None = None) -> torch.Tensor:
+        decoded = self.unpack(data, max_pixels=max_pixels)
+        return self.reconstruct(decoded.symbols, decoded.height, decoded.width)
 
     @torch.no_grad()
-    def reconstruct(self, indices: list[torch.Tensor], height: int, width: int) -> torch.Tensor:
-        image = self.tokenizer.decode_indices(indices)[0, :, :height, :width]
+    def reconstruct(self, symbols: list[torch.Tensor], height: int, width: int) -> torch.Tensor:
+        padded = padded_size(height, width, self.latent.stride)
+        image = self.latent.synthesize(symbols, padded)[0, :, :height, :width]
         return image.clamp(0.0, 1.0).cpu()

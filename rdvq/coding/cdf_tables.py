@@ -60,7 +60,7 @@ class QuantizedCdfs:
         indexes = indexes.to(torch.int64).cpu()
         low = self.offsets[indexes]
         high = low + torch.tensor([row.numel() - 2 for row in self.rows], dtype=torch.int64)[indexes]
-        return torch.minimum(torch.maximum(values.to(torch.int64).cpu(), low), high)
+        return torch.minimum(torch.maximum(values.to(torch.int64).cpu(), low), high).contiguous()
 
 
 def _groups(indexes: torch.Tensor, num_tables: int) -> list[torch.Tensor]:

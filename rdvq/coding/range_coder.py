@@ -122,8 +122,9 @@ class IndexDecoder:
         self._information_bits += float((PRECISION - torch.log2(frequencies.to(torch.float64))).sum())
         if self._information_bits > self._budget_bits:
             raise TruncatedStreamError(
-                f"truncated: the stream holds {self._budget_bits - BUDGET_SLACK_BITS} bits, fewer than the "
-                f"information of the symbols its header declares (over {self._information_bits:.0f} bits)"
+                f"the stream holds {self._budget_bits - BUDGET_SLACK_BITS} bits, fewer than the information of "
+                f"the symbols its header declares (over {self._information_bits:.0f} bits): the file is truncated "
+                "or corrupt, or this decoder's probabilities differ from the encoder's"
             )
 
     def _decode(self, *args) -> np.ndarray:

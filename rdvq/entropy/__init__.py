@@ -1,19 +1,32 @@
 """Entropy models for VQ indices, interchangeable in every stage and in the codec."""
 
-from rdvq.entropy.base import BranchBatch, CodingContext, IndexEntropyModel, RateEstimate
-from rdvq.entropy.config import EntropyModelConfig, build_entropy_model
-from rdvq.entropy.hypervq import HyperVQModel
-from rdvq.entropy.static_table import StaticTableModel
-from rdvq.entropy.uniform import UniformModel
+from rdvq.entropy.base import BranchBatch, CodingContext, CompressedIndices, IndexEntropyModel, RateEstimate
+from rdvq.entropy.hypervq import HyperVQConfig, HyperVQModel
+from rdvq.entropy.registry import (
+    ENTROPY_MODELS,
+    EntropyModelConfig,
+    build_entropy_model,
+    entropy_config_from_dict,
+    entropy_model_class,
+)
+from rdvq.entropy.static_table import StaticConfig, StaticTableModel
+from rdvq.entropy.uniform import UniformConfig, UniformModel
 
 __all__ = [
+    "ENTROPY_MODELS",
     "BranchBatch",
     "CodingContext",
+    "CompressedIndices",
     "EntropyModelConfig",
+    "HyperVQConfig",
     "HyperVQModel",
     "IndexEntropyModel",
     "RateEstimate",
+    "StaticConfig",
     "StaticTableModel",
+    "UniformConfig",
     "UniformModel",
     "build_entropy_model",
+    "entropy_config_from_dict",
+    "entropy_model_class",
 ]

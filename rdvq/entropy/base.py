@@ -1,22 +1,35 @@
 """The one interface every index entropy model implements, for training and for the codec.
 
 Training calls the model on batches and gets differentiable bits. The codec calls
-:meth:`IndexEntropyModel.compress` and :meth:`IndexEntropyModel.decompress`, which drive the
-shared range coder themselves: a model may evaluate its network between decoding steps (the
-masked transformer decodes slice by slice), so nothing assumes that all probabilities are known
-before decoding starts.
+:meth:`IndexEntropyModel.compress`, which returns everything the file needs from the model (its
+streams and its own header parameters) together with the index maps the *decoder* will produce:
+a model may send fewer indices than it was given and let the decoder complete the rest, or pick
+other indices than the nearest codewords, so the codec checks and reconstructs from what
+``compress`` says the decoder sees, never from the encoder's input. :meth:`decompress` reads the
+same streams and parameters back and validates them: a parameter or stream count this model does
+not write is an :class:`~rdvq.errors.InvalidHeaderError`.
+
+Each model owns the range coder of its streams, so it may evaluate its network between decoding
+steps (a masked transformer decodes slice by slice).
+
+Adding a model: one module with a config dataclass (a ``kind: Literal[...]`` field first) and a
+subclass of :class:`IndexEntropyModel`, plus one entry in :mod:`rdvq.entropy.registry`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from rdvq.coding import FixedPointCodebook, IndexDecoder, IndexEncoder, ProbabilityEngine
+from rdvq.coding import FixedPointCodebook, ProbabilityEngine
+from rdvq.coding.engine import EngineName
+from rdvq.config_dict import DictConfig
+from rdvq.encode_options import EncodeOptions
+from rdvq.errors import InvalidHeaderError
 
 LN2 = math.log(2.0)
 
@@ -44,11 +57,23 @@ class RateEstimate:
 
 @dataclass
 class CodingContext:
-    """Everything compress/decompress need besides the model: engine and fixed-point codebooks."""
+    """What compress/decompress need besides the model: the engine choice and the codebooks."""
 
-    engine: ProbabilityEngine
+    engine_name: EngineName
     codebooks: list[FixedPointCodebook]  # per branch
     codewords: list[torch.Tensor]  # per branch, float, on the model's device
+
+    def engine(self, top_k: int | None = None) -> ProbabilityEngine:
+        return ProbabilityEngine(self.engine_name, top_k=top_k)
+
+
+@dataclass
+class CompressedIndices:
+    """One image's indices as a model coded them."""
+
+    streams: list[bytes]
+    parameters: tuple[int, ...]  # the model's header fields (unsigned integers)
+    indices: list[torch.Tensor]  # per branch (1, h, w): exactly what decompress will return
 
 
 def cross_entropy_bits(log_probs: torch.Tensor, branch: BranchBatch) -> torch.Tensor:
@@ -64,17 +89,47 @@ def cross_entropy_bits(log_probs: torch.Tensor, branch: BranchBatch) -> torch.Te
 
 
 class IndexEntropyModel(nn.Module):
-    """Base class. ``model_id`` is what the bitstream records; it never changes for a model."""
+    """Base class.
 
-    model_id: ClassVar[int]
+    ``kind`` names the model in configs, ``model_id`` in the bitstream (it never changes for a
+    model), ``config_class`` is its configuration dataclass and ``options`` the encoder options
+    (:class:`~rdvq.encode_options.EncodeOptions` fields) it implements.
+    """
+
     kind: ClassVar[str]
+    model_id: ClassVar[int]
+    config_class: ClassVar[type[DictConfig]]
+    options: ClassVar[frozenset[str]] = frozenset()
 
+    @classmethod
+    def build(cls, config: Any, codebook_sizes: list[int], dim: int) -> "IndexEntropyModel":
+        """A model for branches with these codebook sizes and embedding dimension."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ training
     def forward(self, branches: list[BranchBatch]) -> RateEstimate:
         raise NotImplementedError
 
     def observe(self, branches: list[BranchBatch]) -> None:
         """Called on every training batch; models fitted by counting update here."""
 
+    def aux_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained only by :meth:`aux_loss` (with their own learning rate)."""
+        return []
+
+    def aux_loss(self) -> torch.Tensor:
+        """A loss that fits :meth:`aux_parameters`, independent of the data (zero if there are none)."""
+        return torch.zeros(())
+
+    def parameter_groups(self, aux_lr: float) -> list[dict[str, Any]]:
+        """Optimizer groups: the main parameters, then the aux ones at ``aux_lr`` (empty groups left out)."""
+        aux = {id(p) for p in self.aux_parameters()}
+        main = [p for p in self.parameters() if p.requires_grad and id(p) not in aux]
+        groups = [{"params": main}] if main else []
+        aux_params = [p for p in self.aux_parameters() if p.requires_grad]
+        return groups + ([{"params": aux_params, "lr": aux_lr}] if aux_params else [])
+
+    # ------------------------------------------------------------------ coding
     def update_tables(self) -> None:
         """Refresh derived coding tables after the parameters changed (before any real coding)."""
 
@@ -82,15 +137,21 @@ class IndexEntropyModel(nn.Module):
         """False when the model needs :meth:`update_tables` before it can code."""
         return True
 
-    def compress(self, branches: list[BranchBatch], encoder: IndexEncoder, context: CodingContext) -> list[bytes]:
-        """Encode one image's indices into ``encoder``; returns the side-information streams."""
+    def compress(self, branches: list[BranchBatch], context: CodingContext, options: EncodeOptions) -> CompressedIndices:
+        """Code one image's indices (batch size 1)."""
         raise NotImplementedError
 
     def decompress(
-        self, side_streams: list[bytes], shapes: list[tuple[int, int]], decoder: IndexDecoder, context: CodingContext
+        self, streams: list[bytes], parameters: tuple[int, ...], shapes: list[tuple[int, int]], context: CodingContext
     ) -> list[torch.Tensor]:
         """Decode one image's index maps, each (1, h, w), given the branch shapes."""
         raise NotImplementedError
 
-    def num_side_streams(self) -> int:
-        return 0
+    # ------------------------------------------------------------------ header checks
+    def check_header(self, streams: list[bytes], parameters: tuple[int, ...], num_streams: int, num_parameters: int) -> None:
+        """Refuse a file whose stream or parameter count is not what this model writes."""
+        if len(streams) != num_streams or len(parameters) != num_parameters:
+            raise InvalidHeaderError(
+                f"file has {len(streams)} streams and {len(parameters)} parameters; "
+                f"entropy model {self.kind} writes {num_streams} and {num_parameters}"
+            )

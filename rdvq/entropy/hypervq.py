@@ -1,15 +1,22 @@
 """HyperVQ: a hyperprior that predicts a Gaussian in the codebook's embedding space.
 
-Per branch, a hyper-analysis turns the branch latents into a hyper-latent coded with CompressAI's
-``EntropyBottleneck``; a hyper-synthesis predicts a mean ``mu`` (D channels) and a scale
-``sigma`` (one per position, or one per dimension for the diagonal variant). Index probabilities
-are ``softmax_k(-||e_k - mu||^2 / (2 sigma^2))`` over the codewords ``e_k``. The rate includes the
-hyper-latent bits.
+Per branch, a hyper-analysis turns the branch latents into a hyper-latent whose model is
+CompressAI's ``EntropyBottleneck``; a hyper-synthesis predicts a mean ``mu`` (D channels) and a
+scale ``sigma`` (one per position, or one per dimension for the diagonal variant). Index
+probabilities are ``softmax_k(-||e_k - mu||^2 / (2 sigma^2))`` over the codewords ``e_k``. The
+rate includes the hyper-latent bits.
+
+Coding: one range-coded stream, branch after branch, each its hyper-latent (under the
+bottleneck's own 16-bit tables, coded by :mod:`rdvq.coding.cdf_tables`, never by CompressAI's C++
+coder) followed by its indices under the Gaussians predicted from the *decoded* hyper-latent. The
+one header parameter is the bounded tail floor ``top_k`` (0: off).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -17,12 +24,41 @@ from compressai.entropy_models import EntropyBottleneck
 from compressai.models.utils import update_registered_buffers
 from torch import nn
 
-from rdvq.coding import GaussianParameters, IndexDecoder, IndexEncoder
-from rdvq.entropy.base import BranchBatch, CodingContext, IndexEntropyModel, RateEstimate, cross_entropy_bits
+from rdvq.coding import GaussianParameters, IndexDecoder, IndexEncoder, QuantizedCdfs, decode_indexed, encode_indexed
+from rdvq.config_dict import DictConfig
+from rdvq.encode_options import EncodeOptions
+from rdvq.entropy.base import (
+    BranchBatch,
+    CodingContext,
+    CompressedIndices,
+    IndexEntropyModel,
+    RateEstimate,
+    cross_entropy_bits,
+)
+from rdvq.errors import ConfigError, InvalidHeaderError
 
 _TABLE_BUFFERS = ["_quantized_cdf", "_offset", "_cdf_length"]
 _LOG_SIGMA_RANGE = (math.log(1e-3), math.log(1e2))
 _INITIAL_SIGMA = 0.5
+
+
+@dataclass
+class HyperVQConfig(DictConfig):
+    """``hyper_channels`` of the hyper-latent, ``hyper_hidden`` width of the hyper networks,
+    ``sigma`` one scale per position (``scalar``) or per embedding dimension (``diagonal``)."""
+
+    section: ClassVar[str] = "entropy_model (hypervq)"
+
+    kind: Literal["hypervq"] = "hypervq"
+    hyper_channels: int = 32
+    hyper_hidden: int = 96
+    sigma: Literal["scalar", "diagonal"] = "scalar"
+
+    def __post_init__(self) -> None:
+        if self.sigma not in ("scalar", "diagonal"):
+            raise ConfigError(f"entropy_model.sigma must be scalar or diagonal, got {self.sigma!r}")
+        if self.hyper_channels < 1 or self.hyper_hidden < 1:
+            raise ConfigError("entropy_model.hyper_channels and hyper_hidden must be >= 1")
 
 
 def hyper_size(height: int, width: int) -> tuple[int, int]:
@@ -63,11 +99,35 @@ class HyperPrior(nn.Module):
             update_registered_buffers(self.bottleneck, f"{prefix}bottleneck", _TABLE_BUFFERS, state_dict, policy="resize")
 
     def gaussian(self, z_hat: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu (B,D,h,w), sigma (B,1 or D,h,w)) at the branch resolution."""
-        out = self.synthesis(z_hat)[..., :height, :width]
+        """(mu (B,D,h,w), sigma (B,1 or D,h,w)) at the branch resolution.
+
+        The input is made contiguous because convolutions pick their kernels by memory layout and
+        different kernels round differently: encoder and decoder must feed identical layouts."""
+        out = self.synthesis(z_hat.contiguous())[..., :height, :width]
         mu, raw = out[:, : self.dim], out[:, self.dim :]
         sigma = torch.exp((raw + math.log(_INITIAL_SIGMA)).clamp(*_LOG_SIGMA_RANGE))
         return mu, sigma
+
+    # ------------------------------------------------------------------ hyper-latent coding
+    def _medians_and_indexes(self, channels: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        medians = self.bottleneck.quantiles[:, 0, 1].detach().reshape(1, channels, 1, 1)
+        indexes = torch.arange(channels).reshape(1, channels, 1, 1).expand(1, channels, height, width)
+        return medians, indexes
+
+    def encode_hyper(self, z: torch.Tensor, encoder: IndexEncoder) -> torch.Tensor:
+        """Code the hyper-latent (1, C, h, w) and return it as the decoder will decode it: rounded
+        around the bottleneck's medians and clamped into its tables' range."""
+        medians, indexes = self._medians_and_indexes(*z.shape[1:])
+        cdfs = QuantizedCdfs.from_entropy_model(self.bottleneck)
+        values = cdfs.clamp(torch.round(z - medians.to(z)), indexes)
+        encode_indexed(encoder, values, indexes, cdfs)
+        return values.to(z) + medians.to(z)
+
+    def decode_hyper(self, decoder: IndexDecoder, size: tuple[int, int], device: torch.device) -> torch.Tensor:
+        channels = self.bottleneck.quantiles.shape[0]
+        medians, indexes = self._medians_and_indexes(channels, *size)
+        values = decode_indexed(decoder, indexes, QuantizedCdfs.from_entropy_model(self.bottleneck))
+        return values.to(device, medians.dtype) + medians.to(device)
 
 
 def gaussian_log_probs(mu: torch.Tensor, sigma: torch.Tensor, codewords: torch.Tensor) -> torch.Tensor:
@@ -90,12 +150,18 @@ def _flatten_positions(t: torch.Tensor) -> torch.Tensor:
 
 
 class HyperVQModel(IndexEntropyModel):
-    model_id = 2
     kind = "hypervq"
+    model_id = 2
+    config_class = HyperVQConfig
+    options = frozenset({"top_k"})
 
     def __init__(self, num_branches: int, dim: int, channels: int = 32, hidden: int = 96, diagonal: bool = False) -> None:
         super().__init__()
         self.priors = nn.ModuleList(HyperPrior(dim, channels, hidden, diagonal) for _ in range(num_branches))
+
+    @classmethod
+    def build(cls, config: HyperVQConfig, codebook_sizes: list[int], dim: int) -> "HyperVQModel":
+        return cls(len(codebook_sizes), dim, config.hyper_channels, config.hyper_hidden, config.sigma == "diagonal")
 
     def forward(self, branches: list[BranchBatch]) -> RateEstimate:
         index_bits, side_bits = [], []
@@ -106,8 +172,11 @@ class HyperVQModel(IndexEntropyModel):
             side_bits.append(-torch.log2(z_likelihoods).flatten(1).sum(-1))
         return RateEstimate(index_bits=index_bits, side_bits=side_bits)
 
+    def aux_parameters(self) -> list[nn.Parameter]:
+        return [prior.bottleneck.quantiles for prior in self.priors]
+
     def aux_loss(self) -> torch.Tensor:
-        """Quantile loss of the bottlenecks (trains only their ``quantiles``)."""
+        """Quantile loss of the bottlenecks (fits only their ``quantiles``)."""
         return sum(prior.bottleneck.loss() for prior in self.priors)
 
     def update_tables(self) -> None:
@@ -117,30 +186,33 @@ class HyperVQModel(IndexEntropyModel):
     def has_coding_tables(self) -> bool:
         return all(prior.bottleneck._quantized_cdf.numel() > 0 for prior in self.priors)
 
-    def num_side_streams(self) -> int:
-        return len(self.priors)
-
-    def compress(self, branches: list[BranchBatch], encoder: IndexEncoder, context: CodingContext) -> list[bytes]:
-        side = []
+    def compress(self, branches: list[BranchBatch], context: CodingContext, options: EncodeOptions) -> CompressedIndices:
+        top_k = options.top_k if options.top_k is not None and options.top_k < max(c.size for c in context.codebooks) else None
+        engine = context.engine(top_k)
+        encoder = IndexEncoder()
         for i, (prior, branch) in enumerate(zip(self.priors, branches)):
-            z = prior.analysis(branch.latents)
-            (stream,) = prior.bottleneck.compress(z)
-            # Continue from the *decoded* hyper-latent so both sides compute the same Gaussian.
-            z_hat = prior.bottleneck.decompress([stream], z.shape[-2:])
+            z_hat = prior.encode_hyper(prior.analysis(branch.latents), encoder)
             params = self._gaussian_parameters(prior, z_hat, branch.indices.shape[-2:], context, i)
-            encoder.encode_tables(branch.indices, context.engine.gaussian_tables(params, context.codebooks[i]))
-            side.append(stream)
-        return side
+            engine.encode_gaussian(encoder, branch.indices.reshape(-1), params, context.codebooks[i])
+        return CompressedIndices(
+            streams=[encoder.finish()], parameters=(top_k or 0,), indices=[b.indices for b in branches]
+        )
 
     def decompress(
-        self, side_streams: list[bytes], shapes: list[tuple[int, int]], decoder: IndexDecoder, context: CodingContext
+        self, streams: list[bytes], parameters: tuple[int, ...], shapes: list[tuple[int, int]], context: CodingContext
     ) -> list[torch.Tensor]:
+        self.check_header(streams, parameters, num_streams=1, num_parameters=1)
+        largest = max(c.size for c in context.codebooks)
+        if parameters[0] >= largest:
+            raise InvalidHeaderError(f"tail floor top_k={parameters[0]} is not below the codebook size {largest}")
+        engine = context.engine(parameters[0] or None)
+        decoder = IndexDecoder(streams[0])
+        device = context.codewords[0].device
         out = []
-        for i, (prior, stream, (h, w)) in enumerate(zip(self.priors, side_streams, shapes)):
-            z_hat = prior.bottleneck.decompress([stream], hyper_size(h, w))
+        for i, (prior, (h, w)) in enumerate(zip(self.priors, shapes)):
+            z_hat = prior.decode_hyper(decoder, hyper_size(h, w), device)
             params = self._gaussian_parameters(prior, z_hat, (h, w), context, i)
-            indices = decoder.decode_tables(context.engine.gaussian_tables(params, context.codebooks[i]))
-            out.append(indices.reshape(1, h, w))
+            out.append(engine.decode_gaussian(decoder, params, context.codebooks[i]).reshape(1, h, w))
         return out
 
     @staticmethod

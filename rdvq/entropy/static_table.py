@@ -6,17 +6,38 @@ DDP ranks, and stored in the checkpoint.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
 import torch
 import torch.distributed as dist
 
 from rdvq.coding import IndexDecoder, IndexEncoder
 from rdvq.coding.probability import frequencies, logit_buckets
-from rdvq.entropy.base import BranchBatch, CodingContext, IndexEntropyModel, RateEstimate, cross_entropy_bits
+from rdvq.config_dict import DictConfig
+from rdvq.encode_options import EncodeOptions
+from rdvq.entropy.base import BranchBatch, CodingContext, CompressedIndices, IndexEntropyModel, RateEstimate, cross_entropy_bits
+from rdvq.errors import ConfigError
+
+
+@dataclass
+class StaticConfig(DictConfig):
+    """``smoothing`` is added to every count, so codes never seen in training stay codable."""
+
+    section: ClassVar[str] = "entropy_model (static)"
+
+    kind: Literal["static"] = "static"
+    smoothing: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.smoothing <= 0:
+            raise ConfigError("entropy_model.smoothing must be > 0")
 
 
 class StaticTableModel(IndexEntropyModel):
-    model_id = 1
     kind = "static"
+    model_id = 1
+    config_class = StaticConfig
 
     def __init__(self, codebook_sizes: list[int], smoothing: float = 0.5) -> None:
         super().__init__()
@@ -24,6 +45,10 @@ class StaticTableModel(IndexEntropyModel):
         self.num_branches = len(codebook_sizes)
         for i, size in enumerate(codebook_sizes):
             self.register_buffer(f"counts_{i}", torch.zeros(size, dtype=torch.float64))
+
+    @classmethod
+    def build(cls, config: StaticConfig, codebook_sizes: list[int], dim: int) -> "StaticTableModel":
+        return cls(codebook_sizes, smoothing=config.smoothing)
 
     def counts(self, branch: int) -> torch.Tensor:
         return getattr(self, f"counts_{branch}")
@@ -51,12 +76,15 @@ class StaticTableModel(IndexEntropyModel):
     def row(self, branch: int) -> torch.Tensor:
         return frequencies(logit_buckets(self.log_probs(branch).cpu().unsqueeze(0)))[0]
 
-    def compress(self, branches: list[BranchBatch], encoder: IndexEncoder, context: CodingContext) -> list[bytes]:
+    def compress(self, branches: list[BranchBatch], context: CodingContext, options: EncodeOptions) -> CompressedIndices:
+        encoder = IndexEncoder()
         for i, branch in enumerate(branches):
             encoder.encode_iid(branch.indices, self.row(i))
-        return []
+        return CompressedIndices(streams=[encoder.finish()], parameters=(), indices=[b.indices for b in branches])
 
     def decompress(
-        self, side_streams: list[bytes], shapes: list[tuple[int, int]], decoder: IndexDecoder, context: CodingContext
+        self, streams: list[bytes], parameters: tuple[int, ...], shapes: list[tuple[int, int]], context: CodingContext
     ) -> list[torch.Tensor]:
+        self.check_header(streams, parameters, num_streams=1, num_parameters=0)
+        decoder = IndexDecoder(streams[0])
         return [decoder.decode_iid(h * w, self.row(i)).reshape(1, h, w) for i, (h, w) in enumerate(shapes)]

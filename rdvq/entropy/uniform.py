@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 
 from rdvq.coding import IndexDecoder, IndexEncoder
 from rdvq.coding.probability import frequencies, logit_buckets
-from rdvq.entropy.base import BranchBatch, CodingContext, IndexEntropyModel, RateEstimate
+from rdvq.config_dict import DictConfig
+from rdvq.encode_options import EncodeOptions
+from rdvq.entropy.base import BranchBatch, CodingContext, CompressedIndices, IndexEntropyModel, RateEstimate
+
+
+@dataclass
+class UniformConfig(DictConfig):
+    section: ClassVar[str] = "entropy_model (uniform)"
+
+    kind: Literal["uniform"] = "uniform"
 
 
 def uniform_row(size: int) -> torch.Tensor:
@@ -16,8 +27,13 @@ def uniform_row(size: int) -> torch.Tensor:
 
 
 class UniformModel(IndexEntropyModel):
-    model_id = 0
     kind = "uniform"
+    model_id = 0
+    config_class = UniformConfig
+
+    @classmethod
+    def build(cls, config: UniformConfig, codebook_sizes: list[int], dim: int) -> "UniformModel":
+        return cls()
 
     def forward(self, branches: list[BranchBatch]) -> RateEstimate:
         bits = [
@@ -28,14 +44,17 @@ class UniformModel(IndexEntropyModel):
         ]
         return RateEstimate(index_bits=bits, side_bits=[torch.zeros_like(x) for x in bits])
 
-    def compress(self, branches: list[BranchBatch], encoder: IndexEncoder, context: CodingContext) -> list[bytes]:
+    def compress(self, branches: list[BranchBatch], context: CodingContext, options: EncodeOptions) -> CompressedIndices:
+        encoder = IndexEncoder()
         for branch in branches:
             encoder.encode_iid(branch.indices, uniform_row(branch.codewords.shape[0]))
-        return []
+        return CompressedIndices(streams=[encoder.finish()], parameters=(), indices=[b.indices for b in branches])
 
     def decompress(
-        self, side_streams: list[bytes], shapes: list[tuple[int, int]], decoder: IndexDecoder, context: CodingContext
+        self, streams: list[bytes], parameters: tuple[int, ...], shapes: list[tuple[int, int]], context: CodingContext
     ) -> list[torch.Tensor]:
+        self.check_header(streams, parameters, num_streams=1, num_parameters=0)
+        decoder = IndexDecoder(streams[0])
         return [
             decoder.decode_iid(h * w, uniform_row(codewords.shape[0])).reshape(1, h, w)
             for (h, w), codewords in zip(shapes, context.codewords)

@@ -1,7 +1,20 @@
-"""Training stages, one LightningModule each (A: VQPretrain; B: RateAdaptation)."""
+"""Training stages, one LightningModule each, composed of shared parts.
+
+A: :class:`VQPretrain`; B: :class:`RateAdaptation`. Parts: :class:`DistortionLoss`, :class:`RateTerm`.
+"""
 
 from rdvq.stages.base import RDVQStage
-from rdvq.stages.pretrain import AdversarialConfig, DistortionConfig, VQPretrain
+from rdvq.stages.distortion import AdversarialConfig, DistortionConfig, DistortionLoss
+from rdvq.stages.pretrain import VQPretrain
+from rdvq.stages.rate import RateTerm
 from rdvq.stages.rate_adaptation import RateAdaptation
 
-__all__ = ["AdversarialConfig", "DistortionConfig", "RDVQStage", "RateAdaptation", "VQPretrain"]
+__all__ = [
+    "AdversarialConfig",
+    "DistortionConfig",
+    "DistortionLoss",
+    "RDVQStage",
+    "RateAdaptation",
+    "RateTerm",
+    "VQPretrain",
+]

@@ -2,6 +2,6 @@
 
 from rdvq.tokenizer.config import TokenizerConfig
 from rdvq.tokenizer.quantizer import VectorQuantizer, VQResult
-from rdvq.tokenizer.tokenizer import Branch, Quantization, Tokenizer, pad_to_multiple
+from rdvq.tokenizer.tokenizer import Branch, Quantization, Tokenizer
 
-__all__ = ["Branch", "Quantization", "Tokenizer", "TokenizerConfig", "VQResult", "VectorQuantizer", "pad_to_multiple"]
+__all__ = ["Branch", "Quantization", "Tokenizer", "TokenizerConfig", "VQResult", "VectorQuantizer"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rdvq.tokenizer.config import TokenizerConfig
@@ -147,12 +146,3 @@ class Tokenizer(nn.Module):
             flat = inputs.permute(0, 2, 3, 1).reshape(-1, d)
             out.append(self.quantizer(branch).soft_posterior(flat, tau).reshape(b, h, w, -1))
         return out
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Replicate-pad right/bottom so both sides are multiples of ``multiple`` (works for 1x1 images)."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x
-    return F.pad(x, (0, pw, 0, ph), mode="replicate")

@@ -10,17 +10,15 @@ import time
 import warnings
 from pathlib import Path
 
-import torch
-
 from callbacks import ReconstructionLogger
-from datamodules import sample_photo_paths
+from rdvq.app.training import run_training_cli
 from rdvq.codec import ImageCodec
 from rdvq.errors import RdvqError
-from rdvq.image_io import read_image, write_png
-from rdvq.lightning_cli import run_training_cli
-from rdvq.metrics import psnr
+from rdvq.evaluation import evaluate
+from rdvq.image_io import write_png
+from rdvq.sample_photos import sample_photo_paths
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 
 def _metric(cli, name: str) -> float:
@@ -61,27 +59,21 @@ def main() -> int:
 
     image_path = sample_photo_paths("val")[0]
     codec = ImageCodec.from_checkpoint(codec_ckpt)
-    image = read_image(image_path)
-    encoded = codec.encode(image)
-    compressed = root / f"{image_path.stem}.rdvq"
-    compressed.write_bytes(encoded.data)
-    decoded = codec.decompress(compressed.read_bytes())
+    result = evaluate(codec, [(image_path.stem, image_path)], files=root, estimate=True).images[0]
     decoded_png = root / f"{image_path.stem}_decoded.png"
-    write_png(decoded_png, decoded)
-    pixels = image.shape[-2] * image.shape[-1]
-    real_bpp = len(encoded.data) * 8 / pixels
+    write_png(decoded_png, codec.decompress((root / f"{image_path.stem}.rdvq").read_bytes()))
     summary += [
-        f"codec round trip on {image_path.name} ({image.shape[-1]}x{image.shape[-2]})",
-        f"  file                {compressed} ({len(encoded.data)} bytes)",
+        f"codec round trip on {image_path.name} ({result.width}x{result.height})",
+        f"  file                {root / (image_path.stem + '.rdvq')} ({result.bytes} bytes)",
         f"  decoded image       {decoded_png}",
-        f"  real bpp            {real_bpp:.4f}",
-        f"  estimated bpp       {encoded.estimated_bits / pixels:.4f} (file is {100 * (real_bpp * pixels / encoded.estimated_bits - 1):+.2f} %)",
-        f"  PSNR                {float(psnr(decoded[None], image[None])):.2f} dB",
-        f"  decoder == encoder  {torch.equal(decoded, encoded.reconstruction)}",
+        f"  real bpp            {result.bpp:.4f}",
+        f"  estimated bpp       {result.estimated_bpp:.4f} (file is {100 * (result.bpp / result.estimated_bpp - 1):+.2f} %)",
+        f"  PSNR                {result.psnr:.2f} dB",
+        f"  decoder == encoder  {result.exact}",
         f"total time            {time.perf_counter() - started:.0f} s",
     ]
     print("\n" + "\n".join(summary))
-    return 0 if torch.equal(decoded, encoded.reconstruction) else 1
+    return 0 if result.exact else 1
 
 
 if __name__ == "__main__":

@@ -8,13 +8,13 @@ never overwritten without ``--force``, and a failed write leaves nothing behind.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from rdvq.codec.image_codec import ImageCodec
+from rdvq.atomic import atomic_write_bytes
+from rdvq.codec.image_codec import DEFAULT_MAX_PIXELS, ImageCodec
+from rdvq.encode_options import EncodeOptions
 from rdvq.errors import ConfigError, RdvqError
 from rdvq.image_io import read_image, write_png
 
@@ -42,6 +42,11 @@ def _parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument(
             "--recon-dir", help="also write the encoder's reconstruction as <name>.png here (what decompress must produce)"
         )
+    else:
+        parser.add_argument(
+            "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+            help=f"refuse files that declare a larger image (default {DEFAULT_MAX_PIXELS})",
+        )
     return parser
 
 
@@ -56,18 +61,6 @@ def _outputs(inputs: list[str], output: str | None, out_dir: str | None, suffix:
     return [Path(out_dir) / n if out_dir else Path(p).with_suffix(suffix) for p, n in zip(inputs, names)]
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _check_free(paths: list[Path], force: bool) -> None:
     for path in paths:
         if path.exists() and not force:
@@ -79,25 +72,22 @@ def run(command: str, argv: list[str]) -> int:
     compress = command == "compress"
     outputs = _outputs(args.inputs, args.output, args.out_dir, SUFFIX if compress else ".png")
     _check_free(outputs, args.force)
-    codec = ImageCodec.from_checkpoint(
-        args.ckpt, engine=args.engine, top_k=getattr(args, "top_k", None), device=args.device
-    )
+    options = EncodeOptions(top_k=args.top_k) if compress else None
+    codec = ImageCodec.from_checkpoint(args.ckpt, engine=args.engine, device=args.device)
     failures = 0
     for source, target in zip(args.inputs, outputs):
         start = time.perf_counter()
         try:
             if compress:
                 image = read_image(source)
-                encoded = codec.encode(image) if args.recon_dir else None
-                data = encoded.data if encoded else codec.compress(image)
-                _write_bytes(target, data)
-                if encoded:
+                encoded = codec.encode(image, options, reconstruct=args.recon_dir is not None, estimate=False)
+                atomic_write_bytes(target, encoded.data)
+                if encoded.reconstruction is not None:
                     write_png(Path(args.recon_dir) / Path(source).with_suffix(".png").name, encoded.reconstruction)
-                height, width = image.shape[-2:]
-                size = len(data)
+                height, width, size = encoded.height, encoded.width, len(encoded.data)
             else:
                 data = Path(source).read_bytes()
-                image = codec.decompress(data)
+                image = codec.decompress(data, max_pixels=args.max_pixels)
                 write_png(target, image)
                 height, width = image.shape[-2:]
                 size = len(data)

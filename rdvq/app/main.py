@@ -37,12 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated")
     try:
         if command in TRAINING_COMMANDS:
-            from rdvq.lightning_cli import run_training_cli
+            from rdvq.app.training import run_training_cli
 
             run_training_cli(None if argv is None else args)
             return 0
         if command in ("compress", "decompress"):
-            from rdvq.codec.cli import run
+            from rdvq.app.compress import run
 
             return run(command, args[1:])
         print(f"error: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)

@@ -16,7 +16,7 @@ from lightning_fabric.plugins.io.checkpoint_io import CheckpointIO
 from pytorch_lightning.cli import LightningCLI
 
 from rdvq.atomic_checkpoint_io import AtomicCheckpointIO
-from rdvq.cli import TRAINING_COMMANDS
+from rdvq.app.main import TRAINING_COMMANDS
 from rdvq.errors import RdvqError
 from rdvq.stages import RDVQStage
 
