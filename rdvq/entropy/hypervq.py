@@ -10,6 +10,12 @@ Coding: one range-coded stream, branch after branch, each its hyper-latent (unde
 bottleneck's own 16-bit tables, coded by :mod:`rdvq.coding.cdf_tables`, never by CompressAI's C++
 coder) followed by its indices under the Gaussians predicted from the *decoded* hyper-latent. The
 one header parameter is the bounded tail floor ``top_k`` (0: off).
+
+Indices are predicted and coded tile by tile (:data:`TILE` x :data:`TILE` hyper-latent cells,
+with a halo covering the hyper-synthesis' receptive field; tiles in raster order, indices in
+raster order inside a tile), the same tiles on both sides: the decoder's memory is bounded by one
+tile whatever size a file declares, and a stream that cannot hold the declared size stops at its
+first tile.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from rdvq.entropy.base import (
 from rdvq.errors import ConfigError, InvalidHeaderError
 
 _TABLE_BUFFERS = ["_quantized_cdf", "_offset", "_cdf_length"]
+TILE = 16  # hyper-latent cells per side of a coding tile (64 x 64 indices)
+HALO = 3  # hyper-latent cells of context around a tile (the synthesis sees 2)
 _LOG_SIGMA_RANGE = (math.log(1e-3), math.log(1e2))
 _INITIAL_SIGMA = 0.5
 
@@ -130,6 +138,11 @@ class HyperPrior(nn.Module):
         return values.to(device, medians.dtype) + medians.to(device)
 
 
+def tile_spans(length: int) -> list[tuple[int, int]]:
+    """[start, end) hyper-latent cells of the coding tiles along one axis."""
+    return [(start, min(start + TILE, length)) for start in range(0, length, TILE)]
+
+
 def gaussian_log_probs(mu: torch.Tensor, sigma: torch.Tensor, codewords: torch.Tensor) -> torch.Tensor:
     """log softmax_k(-sum_d (e_kd - mu_d)^2 / (2 sigma_d^2)) as (B, h, w, K)."""
     mu = mu.permute(0, 2, 3, 1).float()
@@ -192,8 +205,9 @@ class HyperVQModel(IndexEntropyModel):
         encoder = IndexEncoder()
         for i, (prior, branch) in enumerate(zip(self.priors, branches)):
             z_hat = prior.encode_hyper(prior.analysis(branch.latents), encoder)
-            params = self._gaussian_parameters(prior, z_hat, branch.indices.shape[-2:], context, i)
-            engine.encode_gaussian(encoder, branch.indices.reshape(-1), params, context.codebooks[i])
+            for (rows, cols), params in self._tiled_parameters(prior, z_hat, branch.indices.shape[-2:], context, i):
+                symbols = branch.indices[0, rows[0] : rows[1], cols[0] : cols[1]].reshape(-1)
+                engine.encode_gaussian(encoder, symbols, params, context.codebooks[i])
         return CompressedIndices(
             streams=[encoder.finish()], parameters=(top_k or 0,), indices=[b.indices for b in branches]
         )
@@ -211,11 +225,26 @@ class HyperVQModel(IndexEntropyModel):
         out = []
         for i, (prior, (h, w)) in enumerate(zip(self.priors, shapes)):
             z_hat = prior.decode_hyper(decoder, hyper_size(h, w), device)
-            params = self._gaussian_parameters(prior, z_hat, (h, w), context, i)
-            out.append(engine.decode_gaussian(decoder, params, context.codebooks[i]).reshape(1, h, w))
+            indices = torch.empty(1, h, w, dtype=torch.int64)
+            for (rows, cols), params in self._tiled_parameters(prior, z_hat, (h, w), context, i):
+                tile = engine.decode_gaussian(decoder, params, context.codebooks[i])
+                indices[0, rows[0] : rows[1], cols[0] : cols[1]] = tile.reshape(rows[1] - rows[0], cols[1] - cols[0])
+            out.append(indices)
         return out
 
     @staticmethod
-    def _gaussian_parameters(prior: HyperPrior, z_hat: torch.Tensor, shape, context: CodingContext, i: int) -> GaussianParameters:
-        mu, sigma = prior.gaussian(z_hat, *shape)
-        return GaussianParameters.from_float(_flatten_positions(mu), _flatten_positions(sigma), context.codebooks[i])
+    def _tiled_parameters(prior: HyperPrior, z_hat: torch.Tensor, shape, context: CodingContext, i: int):
+        """(((first, end) index rows, (first, end) index columns), Gaussians of that tile) per tile."""
+        hyper_rows, hyper_cols = z_hat.shape[-2:]
+        for r0, r1 in tile_spans(hyper_rows):
+            for c0, c1 in tile_spans(hyper_cols):
+                top, bottom = max(0, r0 - HALO), min(hyper_rows, r1 + HALO)
+                left, right = max(0, c0 - HALO), min(hyper_cols, c1 + HALO)
+                mu, sigma = prior.gaussian(z_hat[..., top:bottom, left:right], 4 * (bottom - top), 4 * (right - left))
+                rows = (4 * r0, min(4 * r1, shape[0]))
+                cols = (4 * c0, min(4 * c1, shape[1]))
+                window = (..., slice(rows[0] - 4 * top, rows[1] - 4 * top), slice(cols[0] - 4 * left, cols[1] - 4 * left))
+                params = GaussianParameters.from_float(
+                    _flatten_positions(mu[window]), _flatten_positions(sigma[window]), context.codebooks[i]
+                )
+                yield (rows, cols), params
