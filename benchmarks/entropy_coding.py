@@ -34,13 +34,12 @@ warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated")
 
 from compressai.zoo import bmshj2018_hyperprior  # noqa: E402
 
-from datamodules import find_images  # noqa: E402
-from rdvq.codec import ImageCodec, container  # noqa: E402
+from rdvq.codec import ImageCodec, VQCodec, container  # noqa: E402
 from rdvq.coding import IndexDecoder, IndexEncoder, ProbabilityEngine  # noqa: E402
 from rdvq.coding import probability as P  # noqa: E402
-from rdvq.entropy import EntropyModelConfig, UniformModel  # noqa: E402
-from rdvq.image_io import read_image  # noqa: E402
-from rdvq.metrics import psnr  # noqa: E402
+from rdvq.entropy import UniformConfig, UniformModel  # noqa: E402
+from rdvq.evaluation import evaluate  # noqa: E402
+from rdvq.image_io import find_images, read_image  # noqa: E402
 from rdvq.tokenizer.quantizer import perplexity  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,54 +55,60 @@ def timed(fn, *args):
 def codecs(args) -> dict[str, ImageCodec]:
     hyper = ImageCodec.from_checkpoint(args.hypervq)
     static = ImageCodec.from_checkpoint(args.static)
-    tokenizer = ImageCodec.from_checkpoint(args.hypervq).tokenizer  # same frozen tokenizer
-    uniform = ImageCodec(tokenizer, UniformModel(), EntropyModelConfig(kind="uniform"))
+    tokenizer = ImageCodec.from_checkpoint(args.hypervq).latent.tokenizer  # same frozen tokenizer
+    uniform = ImageCodec(VQCodec(tokenizer, UniformModel(), UniformConfig()))
     for name, codec in (("static", static), ("hypervq", hyper)):
         if not all(
-            torch.equal(a, b) for a, b in zip(codec.tokenizer.state_dict().values(), tokenizer.state_dict().values())
+            torch.equal(a, b) for a, b in zip(codec.latent.tokenizer.state_dict().values(), tokenizer.state_dict().values())
             if a.is_floating_point() and not a.isnan().any()
         ):
             raise SystemExit(f"{name} checkpoint was trained on another tokenizer than {args.hypervq}")
     return {"uniform": uniform, "static": static, "hypervq": hyper}
 
 
+def entropy_stage(codec: ImageCodec, image: torch.Tensor) -> dict:
+    """Times of the entropy stage alone (encoder: pack; decoder: unpack) and the streams' share of the file."""
+    analysis = codec.analyze(image)
+    encoded, t_pack = timed(codec.pack, analysis, *image.shape[-2:])
+    decoded, t_unpack = timed(codec.unpack, encoded.data)
+    assert all(torch.equal(a, b) for a, b in zip(decoded.symbols, encoded.symbols)), "round trip failed"
+    streams = sum(len(s) for s in container.unpack(encoded.data).streams)
+    return dict(enc_entropy=t_pack, dec_entropy=t_unpack, stream_bytes=streams, symbols=encoded.symbols)
+
+
 def kodak_rows(args) -> dict:
-    images = [read_image(p) for p in find_images(args.kodak)]
+    images = [(p.stem, read_image(p)) for p in find_images(args.kodak)]
     results: dict = {}
     usage = None
     for name, codec in codecs(args).items():
-        rows = []
-        for image in tqdm(images, desc=f"kodak {name}", leave=False):
-            pixels = image.shape[-2] * image.shape[-1]
-            branches, t_analysis = timed(codec.tokenize, image)
-            if name == "uniform":
-                counts = torch.bincount(branches[0].indices.flatten(), minlength=branches[0].codewords.shape[0])
+        evaluation = evaluate(codec, images, estimate=True, progress=f"kodak {name}")
+        if not evaluation.all_exact:
+            raise SystemExit(f"{name}: a decoded image differs from the encoder's reconstruction")
+        stages = [entropy_stage(codec, image) for _, image in tqdm(images, desc=f"entropy stage {name}", leave=False)]
+        if name == "uniform":
+            for stage in stages:
+                counts = torch.bincount(stage["symbols"][0].flatten(), minlength=codec.latent.tokenizer.config.codebook_size)
                 usage = counts if usage is None else usage + counts
-            data, t_pack = timed(codec.pack, branches, *image.shape[-2:])
-            estimate = float(codec.entropy_model(branches).total().sum())
-            (indices, h, w), t_unpack = timed(codec.unpack, data)
-            decoded, t_synthesis = timed(codec.reconstruct, indices, h, w)
-            for a, b in zip(indices, (b.indices for b in branches)):
-                assert torch.equal(a, b), "round trip failed"
-            rows.append(
-                dict(
-                    bpp_est=estimate / pixels,
-                    bpp_real=len(data) * 8 / pixels,
-                    bpp_streams=sum(len(s) for s in container.unpack(data).streams) * 8 / pixels,
-                    enc_entropy=t_pack,
-                    enc_total=t_analysis + t_pack,
-                    dec_entropy=t_unpack,
-                    dec_total=t_unpack + t_synthesis,
-                    psnr=float(psnr(decoded[None], image[None])),
-                )
+        rows = [
+            dict(
+                bpp_est=r.estimated_bpp,
+                bpp_real=r.bpp,
+                bpp_streams=stage["stream_bytes"] * 8 / (r.height * r.width),
+                enc_entropy=stage["enc_entropy"],
+                enc_total=r.encode_seconds,
+                dec_entropy=stage["dec_entropy"],
+                dec_total=r.decode_seconds,
+                psnr=r.psnr,
             )
+            for r, stage in zip(evaluation.images, stages)
+        ]
         results[name] = {k: statistics.mean(r[k] for r in rows) for k in rows[0]}
         results[name]["images"] = len(rows)
     results["codebook"] = dict(
         size=int(usage.numel()), usage=float((usage > 0).double().mean()),
         perplexity=float(perplexity(usage)), tokens=int(usage.sum()),
     )
-    results["compressai_bmshj2018_hyperprior_q3"] = compressai_timing(images)
+    results["compressai_bmshj2018_hyperprior_q3"] = compressai_timing([image for _, image in images])
     return results
 
 

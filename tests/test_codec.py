@@ -3,6 +3,7 @@ accuracy of a trained model, checkpoint loading, the stage B freeze and the code
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -147,15 +148,18 @@ def test_file_size_matches_the_estimate_of_a_trained_model(stage_b_checkpoint: P
     assert len(encoded.data) * 8 >= 0.99 * encoded.estimated_bits
 
 
-def test_kodak_image_round_trips_through_the_cli_with_reconstructions(stage_b_checkpoint: Path, tmp_path: Path) -> None:
-    source = kodak_dir() / "kodim23.png"
-    done = rdvq("compress", str(source), "--ckpt", str(stage_b_checkpoint), "--out-dir", str(tmp_path / "files"),
+def test_all_kodak_images_round_trip_through_the_cli(stage_b_checkpoint: Path, tmp_path: Path) -> None:
+    sources = sorted(str(p) for p in kodak_dir().glob("kodim*.png"))
+    assert len(sources) == 24
+    done = rdvq("compress", *sources, "--ckpt", str(stage_b_checkpoint), "--out-dir", str(tmp_path / "files"),
                 "--recon-dir", str(tmp_path / "encoder"), "--top-k", "8")
     assert done.returncode == 0, done.stderr
-    done = rdvq("decompress", str(tmp_path / "files" / "kodim23.rdvq"), "--ckpt", str(stage_b_checkpoint),
-                "--out-dir", str(tmp_path / "decoder"))
+    files = sorted(str(p) for p in (tmp_path / "files").glob("*.rdvq"))
+    done = rdvq("decompress", *files, "--ckpt", str(stage_b_checkpoint), "--out-dir", str(tmp_path / "decoder"))
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "decoder" / "kodim23.png").read_bytes() == (tmp_path / "encoder" / "kodim23.png").read_bytes()
+    for source in sources:
+        name = Path(source).name
+        assert (tmp_path / "decoder" / name).read_bytes() == (tmp_path / "encoder" / name).read_bytes(), name
 
 
 def test_stage_b_keeps_the_tokenizer_bit_identical(stage_a_checkpoint: Path, stage_b_checkpoint: Path) -> None:
@@ -173,6 +177,12 @@ def test_stage_a_checkpoint_cannot_compress(stage_a_checkpoint: Path) -> None:
 
 
 # -------------------------------------------------------------------------------------------- CLI
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def rdvq(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rdvq", *args], capture_output=True, text=True, cwd=cwd)
 
@@ -187,6 +197,9 @@ def test_cli_round_trip_and_errors(stage_b_checkpoint: Path, tmp_path: Path) -> 
     assert "bpp" in done.stdout and f"{compressed.stat().st_size} bytes" in done.stdout
     done = rdvq("decompress", str(compressed), "--ckpt", ckpt, "-o", str(tmp_path / "decoded.png"))
     assert done.returncode == 0, done.stderr
+    # Both outputs get the permissions a plain open() would give them (not tempfile's 0600).
+    assert compressed.stat().st_mode == (tmp_path / "decoded.png").stat().st_mode
+    assert compressed.stat().st_mode & 0o777 == 0o666 & ~_umask()
     codec = ImageCodec.from_checkpoint(stage_b_checkpoint)
     expected = to_uint8(codec.encode(read_image(source)).reconstruction)
     assert torch.equal(to_uint8(read_image(tmp_path / "decoded.png")), expected)
