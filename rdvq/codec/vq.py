@@ -58,7 +58,7 @@ class VQCodec(LatentCodec):
             raise CheckpointError(f"{source} has no entropy model (a stage A checkpoint?): train stage B first")
         tokenizer = Tokenizer(TokenizerConfig.from_dict(description["tokenizer"]))
         entropy_config = entropy_config_from_dict(description["entropy_model"])
-        entropy_model = build_entropy_model(entropy_config, tokenizer)
+        entropy_model = build_entropy_model(entropy_config, tokenizer, coding_only=True)
         load_strict(tokenizer, state_dict, TOKENIZER_PREFIX, source)
         load_strict(entropy_model, state_dict, ENTROPY_MODEL_PREFIX, source)
         return cls(tokenizer, entropy_model, entropy_config, engine)

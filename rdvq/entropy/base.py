@@ -102,8 +102,9 @@ class IndexEntropyModel(nn.Module):
     options: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
-    def build(cls, config: Any, codebook_sizes: list[int], dim: int) -> "IndexEntropyModel":
-        """A model for branches with these codebook sizes and embedding dimension."""
+    def build(cls, config: Any, codebook_sizes: list[int], dim: int, coding_only: bool = False) -> "IndexEntropyModel":
+        """A model for branches with these codebook sizes and embedding dimension. ``coding_only``:
+        for a codec that loads trained weights and tables (it may skip what only training needs)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ training

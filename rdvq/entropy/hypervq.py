@@ -7,9 +7,10 @@ probabilities are ``softmax_k(-||e_k - mu||^2 / (2 sigma^2))`` over the codeword
 rate includes the hyper-latent bits.
 
 Coding: one range-coded stream, branch after branch, each its hyper-latent (under the
-bottleneck's own 16-bit tables, coded by :mod:`rdvq.coding.cdf_tables`, never by CompressAI's C++
-coder) followed by its indices under the Gaussians predicted from the *decoded* hyper-latent. The
-one header parameter is the bounded tail floor ``top_k`` (0: off).
+bottleneck's own 16-bit tables, see :mod:`rdvq.entropy.bottleneck`) followed by its indices under
+the Gaussians predicted from the *decoded* hyper-latent. The one header parameter is the bounded
+tail floor ``top_k`` (0: off). A model built with ``coding_only`` (what ``ImageCodec`` loads)
+holds the bottleneck's tensors without importing CompressAI.
 
 Indices are predicted and coded tile by tile (:data:`TILE` x :data:`TILE` hyper-latent cells,
 with a halo covering the hyper-synthesis' receptive field; tiles in raster order, indices in
@@ -26,13 +27,12 @@ from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from compressai.entropy_models import EntropyBottleneck
-from compressai.models.utils import update_registered_buffers
 from torch import nn
 
-from rdvq.coding import GaussianParameters, IndexDecoder, IndexEncoder, QuantizedCdfs, decode_indexed, encode_indexed
+from rdvq.coding import GaussianParameters, IndexDecoder, IndexEncoder
 from rdvq.config_dict import DictConfig
 from rdvq.encode_options import EncodeOptions
+from rdvq.entropy import bottleneck as side
 from rdvq.entropy.base import (
     BranchBatch,
     CodingContext,
@@ -43,7 +43,6 @@ from rdvq.entropy.base import (
 )
 from rdvq.errors import ConfigError, InvalidHeaderError
 
-_TABLE_BUFFERS = ["_quantized_cdf", "_offset", "_cdf_length"]
 TILE = 16  # hyper-latent cells per side of a coding tile (64 x 64 indices)
 HALO = 3  # hyper-latent cells of context around a tile (the synthesis sees 2)
 _LOG_SIGMA_RANGE = (math.log(1e-3), math.log(1e2))
@@ -77,7 +76,7 @@ def hyper_size(height: int, width: int) -> tuple[int, int]:
 class HyperPrior(nn.Module):
     """The hyperprior of one branch."""
 
-    def __init__(self, dim: int, channels: int, hidden: int, diagonal: bool) -> None:
+    def __init__(self, dim: int, channels: int, hidden: int, diagonal: bool, coding_only: bool = False) -> None:
         super().__init__()
         self.dim = dim
         self.analysis = nn.Sequential(
@@ -87,7 +86,7 @@ class HyperPrior(nn.Module):
             nn.GELU(),
             nn.Conv2d(hidden, channels, 5, stride=2, padding=2),
         )
-        self.bottleneck = EntropyBottleneck(channels)
+        self.bottleneck = side.BottleneckSnapshot(channels) if coding_only else side.entropy_bottleneck(channels)
         self.synthesis = nn.Sequential(
             nn.Conv2d(channels, hidden, 3, padding=1),
             nn.GELU(),
@@ -99,12 +98,6 @@ class HyperPrior(nn.Module):
             nn.GELU(),
             nn.Conv2d(hidden, dim + (dim if diagonal else 1), 3, padding=1),
         )
-        self.register_load_state_dict_pre_hook(self._resize_tables)
-
-    def _resize_tables(self, module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
-        """The bottleneck's CDF tables have data-dependent sizes; adopt the incoming ones."""
-        if all(f"{prefix}bottleneck.{name}" in state_dict for name in _TABLE_BUFFERS):
-            update_registered_buffers(self.bottleneck, f"{prefix}bottleneck", _TABLE_BUFFERS, state_dict, policy="resize")
 
     def gaussian(self, z_hat: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu (B,D,h,w), sigma (B,1 or D,h,w)) at the branch resolution.
@@ -115,27 +108,6 @@ class HyperPrior(nn.Module):
         mu, raw = out[:, : self.dim], out[:, self.dim :]
         sigma = torch.exp((raw + math.log(_INITIAL_SIGMA)).clamp(*_LOG_SIGMA_RANGE))
         return mu, sigma
-
-    # ------------------------------------------------------------------ hyper-latent coding
-    def _medians_and_indexes(self, channels: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        medians = self.bottleneck.quantiles[:, 0, 1].detach().reshape(1, channels, 1, 1)
-        indexes = torch.arange(channels).reshape(1, channels, 1, 1).expand(1, channels, height, width)
-        return medians, indexes
-
-    def encode_hyper(self, z: torch.Tensor, encoder: IndexEncoder) -> torch.Tensor:
-        """Code the hyper-latent (1, C, h, w) and return it as the decoder will decode it: rounded
-        around the bottleneck's medians and clamped into its tables' range."""
-        medians, indexes = self._medians_and_indexes(*z.shape[1:])
-        cdfs = QuantizedCdfs.from_entropy_model(self.bottleneck)
-        values = cdfs.clamp(torch.round(z - medians.to(z)), indexes)
-        encode_indexed(encoder, values, indexes, cdfs)
-        return values.to(z) + medians.to(z)
-
-    def decode_hyper(self, decoder: IndexDecoder, size: tuple[int, int], device: torch.device) -> torch.Tensor:
-        channels = self.bottleneck.quantiles.shape[0]
-        medians, indexes = self._medians_and_indexes(channels, *size)
-        values = decode_indexed(decoder, indexes, QuantizedCdfs.from_entropy_model(self.bottleneck))
-        return values.to(device, medians.dtype) + medians.to(device)
 
 
 def tile_spans(length: int) -> list[tuple[int, int]]:
@@ -168,13 +140,20 @@ class HyperVQModel(IndexEntropyModel):
     config_class = HyperVQConfig
     options = frozenset({"top_k"})
 
-    def __init__(self, num_branches: int, dim: int, channels: int = 32, hidden: int = 96, diagonal: bool = False) -> None:
+    def __init__(
+        self, num_branches: int, dim: int, channels: int = 32, hidden: int = 96, diagonal: bool = False,
+        coding_only: bool = False,
+    ) -> None:
         super().__init__()
-        self.priors = nn.ModuleList(HyperPrior(dim, channels, hidden, diagonal) for _ in range(num_branches))
+        self.priors = nn.ModuleList(
+            HyperPrior(dim, channels, hidden, diagonal, coding_only) for _ in range(num_branches)
+        )
 
     @classmethod
-    def build(cls, config: HyperVQConfig, codebook_sizes: list[int], dim: int) -> "HyperVQModel":
-        return cls(len(codebook_sizes), dim, config.hyper_channels, config.hyper_hidden, config.sigma == "diagonal")
+    def build(cls, config: HyperVQConfig, codebook_sizes: list[int], dim: int, coding_only: bool = False) -> "HyperVQModel":
+        return cls(
+            len(codebook_sizes), dim, config.hyper_channels, config.hyper_hidden, config.sigma == "diagonal", coding_only
+        )
 
     def forward(self, branches: list[BranchBatch]) -> RateEstimate:
         index_bits, side_bits = [], []
@@ -194,17 +173,17 @@ class HyperVQModel(IndexEntropyModel):
 
     def update_tables(self) -> None:
         for prior in self.priors:
-            prior.bottleneck.update(force=True)
+            side.update_tables(prior.bottleneck)
 
     def has_coding_tables(self) -> bool:
-        return all(prior.bottleneck._quantized_cdf.numel() > 0 for prior in self.priors)
+        return all(side.has_tables(prior.bottleneck) for prior in self.priors)
 
     def compress(self, branches: list[BranchBatch], context: CodingContext, options: EncodeOptions) -> CompressedIndices:
         top_k = options.top_k if options.top_k is not None and options.top_k < max(c.size for c in context.codebooks) else None
         engine = context.engine(top_k)
         encoder = IndexEncoder()
         for i, (prior, branch) in enumerate(zip(self.priors, branches)):
-            z_hat = prior.encode_hyper(prior.analysis(branch.latents), encoder)
+            z_hat = side.encode_hyper(prior.bottleneck, prior.analysis(branch.latents), encoder)
             for (rows, cols), params in self._tiled_parameters(prior, z_hat, branch.indices.shape[-2:], context, i):
                 symbols = branch.indices[0, rows[0] : rows[1], cols[0] : cols[1]].reshape(-1)
                 engine.encode_gaussian(encoder, symbols, params, context.codebooks[i])
@@ -224,7 +203,7 @@ class HyperVQModel(IndexEntropyModel):
         device = context.codewords[0].device
         out = []
         for i, (prior, (h, w)) in enumerate(zip(self.priors, shapes)):
-            z_hat = prior.decode_hyper(decoder, hyper_size(h, w), device)
+            z_hat = side.decode_hyper(prior.bottleneck, decoder, hyper_size(h, w), device)
             indices = torch.empty(1, h, w, dtype=torch.int64)
             for (rows, cols), params in self._tiled_parameters(prior, z_hat, (h, w), context, i):
                 tile = engine.decode_gaussian(decoder, params, context.codebooks[i])

@@ -30,10 +30,11 @@ def entropy_model_class(kind: str) -> type[IndexEntropyModel]:
     return ENTROPY_MODELS[kind]
 
 
-def build_entropy_model(config: Any, tokenizer: Tokenizer) -> IndexEntropyModel:
-    """The model ``config`` describes, for the branches of ``tokenizer``."""
+def build_entropy_model(config: Any, tokenizer: Tokenizer, coding_only: bool = False) -> IndexEntropyModel:
+    """The model ``config`` describes, for the branches of ``tokenizer`` (``coding_only``: see
+    :meth:`IndexEntropyModel.build`)."""
     sizes = [tokenizer.quantizer(b).codebook_size for b in tokenizer.branches]
-    return entropy_model_class(config.kind).build(config, sizes, tokenizer.config.embed_dim)
+    return entropy_model_class(config.kind).build(config, sizes, tokenizer.config.embed_dim, coding_only)
 
 
 def entropy_config_from_dict(data: dict[str, Any]) -> Any:

@@ -47,7 +47,7 @@ class StaticTableModel(IndexEntropyModel):
             self.register_buffer(f"counts_{i}", torch.zeros(size, dtype=torch.float64))
 
     @classmethod
-    def build(cls, config: StaticConfig, codebook_sizes: list[int], dim: int) -> "StaticTableModel":
+    def build(cls, config: StaticConfig, codebook_sizes: list[int], dim: int, coding_only: bool = False) -> "StaticTableModel":
         return cls(codebook_sizes, smoothing=config.smoothing)
 
     def counts(self, branch: int) -> torch.Tensor:

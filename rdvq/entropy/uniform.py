@@ -32,7 +32,7 @@ class UniformModel(IndexEntropyModel):
     config_class = UniformConfig
 
     @classmethod
-    def build(cls, config: UniformConfig, codebook_sizes: list[int], dim: int) -> "UniformModel":
+    def build(cls, config: UniformConfig, codebook_sizes: list[int], dim: int, coding_only: bool = False) -> "UniformModel":
         return cls()
 
     def forward(self, branches: list[BranchBatch]) -> RateEstimate:
