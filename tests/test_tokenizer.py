@@ -19,6 +19,8 @@ BRANCH_CONFIGS = {
     "multi": dict(channel_mult=[1, 1, 2, 2, 2, 2, 2], scales=[16, 32, 64], attention_scales=[64]),
     "residual": dict(channel_mult=[1, 2, 2, 2], scales=[8], residual_stages=3, l2_normalize=False),
     "multi_residual": dict(channel_mult=[1, 2, 2, 2, 2], scales=[8, 16], residual_stages=2, l2_normalize=False),
+    "stem": dict(stem=4, channel_mult=[1, 2, 2], scales=[16]),
+    "stem_multi": dict(stem=2, channel_mult=[1, 2, 2, 2, 2], scales=[8, 16, 32]),
 }
 
 
@@ -169,8 +171,23 @@ def test_pad_to_multiple_handles_tiny_images() -> None:
         (dict(residual_stages=2, l2_normalize=True), "l2_normalize"),
         (dict(codebook_size=0), "codebook_size"),
         (dict(base_channels=12), "multiple of 8"),
+        (dict(stem=3, channel_mult=[1, 2]), "powers of two"),
+        (dict(stem=32, scales=[16], channel_mult=[1]), "at least the stem"),
+        (dict(stem=4, scales=[16], channel_mult=[1, 2, 2, 2, 2]), "channel_mult needs 3 entries"),
     ],
 )
 def test_bad_configs_raise_config_error(overrides: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         TokenizerConfig(**overrides)
+
+
+def test_a_stem_moves_no_layer_to_full_resolution() -> None:
+    """With a stem of 4 the first convolution already sees 4x4 pixel blocks as channels."""
+    tokenizer = Tokenizer(tiny(**BRANCH_CONFIGS["stem"]))
+    seen = []
+    hook = lambda module, inputs, output: seen.append(inputs[0].shape[-2:])  # noqa: E731
+    handles = [m.register_forward_hook(hook) for m in tokenizer.modules() if isinstance(m, torch.nn.Conv2d)]
+    tokenizer(torch.rand(1, 3, 32, 48))
+    for handle in handles:
+        handle.remove()
+    assert max(h * w for h, w in seen) <= (32 // 4 + 1) * (48 // 4 + 1)  # a downsampling conv sees its pad

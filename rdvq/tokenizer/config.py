@@ -17,13 +17,17 @@ class TokenizerConfig(DictConfig):
     ``scales`` lists the downsampling factor of every tap (``[16]`` single-scale, ``[16, 32, 64]``
     RDVQ-style multi-scale with one shared codebook). ``residual_stages > 1`` quantizes each tap
     with a residual VQ of that many stages (one codebook per stage, shared across taps).
-    ``channel_mult`` has one entry per resolution level, level ``l`` at stride ``2**l``, so its
-    length must be ``log2(max(scales)) + 1``.
+    ``stem`` folds ``stem x stem`` pixel blocks into channels before the first convolution (pixel
+    unshuffle) and unfolds them after the last (pixel shuffle), so no layer runs at full
+    resolution: the CPU-efficient choice, since full-resolution layers cost most of the time.
+    ``channel_mult`` has one entry per resolution level, level ``l`` at stride ``stem * 2**l``, so
+    its length must be ``log2(max(scales) / stem) + 1``.
     """
 
     section: ClassVar[str] = "tokenizer"
 
     base_channels: int = 64
+    stem: int = 1
     channel_mult: list[int] = field(default_factory=lambda: [1, 1, 2, 2, 4])
     num_res_blocks: int = 1
     attention_scales: list[int] = field(default_factory=list)
@@ -47,6 +51,9 @@ class TokenizerConfig(DictConfig):
     def num_levels(self) -> int:
         return len(self.channel_mult)
 
+    def level_stride(self, level: int) -> int:
+        return self.stem << level
+
     @property
     def stride(self) -> int:
         """Input sides must be a multiple of this (the coarsest tap)."""
@@ -64,13 +71,15 @@ class TokenizerConfig(DictConfig):
             fail(f"num_res_blocks must be >= 1, got {self.num_res_blocks}")
         if not self.scales:
             fail("scales must list at least one downsampling factor")
-        for s in self.scales + self.attention_scales:
+        for s in self.scales + self.attention_scales + [self.stem]:
             if s < 1 or s & (s - 1):
-                fail(f"scales and attention_scales must be powers of two, got {s}")
-        expected_levels = int(math.log2(self.stride)) + 1
+                fail(f"scales, attention_scales and stem must be powers of two, got {s}")
+        if any(s < self.stem for s in self.scales + self.attention_scales):
+            fail(f"scales and attention_scales must be at least the stem ({self.stem})")
+        expected_levels = int(math.log2(self.stride // self.stem)) + 1
         if self.num_levels != expected_levels:
             fail(
-                f"channel_mult needs {expected_levels} entries (levels at strides 1..{self.stride}) "
+                f"channel_mult needs {expected_levels} entries (levels at strides {self.stem}..{self.stride}) "
                 f"for scales {self.scales}, got {len(self.channel_mult)}"
             )
         if any(s > self.stride for s in self.attention_scales):

@@ -30,12 +30,13 @@ class Encoder(nn.Module):
         super().__init__()
         widths = [config.base_channels * m for m in config.channel_mult]
         self.scales = config.scales
-        self.conv_in = nn.Conv2d(3, widths[0], 3, padding=1)
+        self.stem = config.stem
+        self.conv_in = nn.Conv2d(3 * config.stem**2, widths[0], 3, padding=1)
         self.levels = nn.ModuleList()
         self.downs = nn.ModuleList()
         self.heads = nn.ModuleDict()
         for level, width in enumerate(widths):
-            stride = 1 << level
+            stride = config.level_stride(level)
             in_width = widths[level - 1] if level else widths[0]
             self.levels.append(res_stack(in_width, width, config.num_res_blocks, stride in config.attention_scales))
             if stride in config.scales:
@@ -44,11 +45,11 @@ class Encoder(nn.Module):
                 self.downs.append(Downsample(width, width))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        h = self.conv_in(x)
+        h = self.conv_in(F.pixel_unshuffle(x, self.stem) if self.stem > 1 else x)
         taps: list[torch.Tensor] = []
         for level, stack in enumerate(self.levels):
             h = stack(h)
-            key = str(1 << level)
+            key = str(self.stem << level)
             if key in self.heads:
                 taps.append(self.heads[key](h))
             if level < len(self.downs):
