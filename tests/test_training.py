@@ -174,7 +174,7 @@ def test_bad_config_value_is_one_line_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == "error: tokenizer: scales and attention_scales must be powers of two, got 12"
+    assert result.stderr.strip().splitlines()[-1] == "error: tokenizer: scales, attention_scales and stem must be powers of two, got 12"
 
 
 @pytest.mark.slow
