@@ -40,6 +40,19 @@ def _parser(command: str) -> argparse.ArgumentParser:
             "--top-k", type=int, default=None, help="bounded tail floor: model only the k most likely indices per position"
         )
         parser.add_argument(
+            "--slices", type=int, default=None,
+            help="rate control: code only the first T slices, the decoder completes the rest (default: all)",
+        )
+        parser.add_argument(
+            "--completion", choices=["argmax", "sample"], default="argmax",
+            help="how the decoder completes uncoded slices (default: argmax)",
+        )
+        parser.add_argument("--seed", type=int, default=0, help="seed of --completion sample, stored in the file")
+        parser.add_argument(
+            "--rdo-lambda", type=float, default=None,
+            help="entropy-constrained index selection: argmin ||y - e_k||^2 + L * bits(k) instead of the nearest codeword",
+        )
+        parser.add_argument(
             "--recon-dir", help="also write the encoder's reconstruction as <name>.png here (what decompress must produce)"
         )
     else:
@@ -72,7 +85,13 @@ def run(command: str, argv: list[str]) -> int:
     compress = command == "compress"
     outputs = _outputs(args.inputs, args.output, args.out_dir, SUFFIX if compress else ".png")
     _check_free(outputs, args.force)
-    options = EncodeOptions(top_k=args.top_k) if compress else None
+    options = (
+        EncodeOptions(
+            top_k=args.top_k, slices=args.slices, completion=args.completion, seed=args.seed, rdo_lambda=args.rdo_lambda
+        )
+        if compress
+        else None
+    )
     codec = ImageCodec.from_checkpoint(args.ckpt, engine=args.engine, device=args.device)
     failures = 0
     for source, target in zip(args.inputs, outputs):
