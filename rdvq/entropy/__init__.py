@@ -10,6 +10,7 @@ from rdvq.entropy.registry import (
     entropy_model_class,
 )
 from rdvq.entropy.static_table import StaticConfig, StaticTableModel
+from rdvq.entropy.transformer import TransformerConfig, TransformerModel
 from rdvq.entropy.uniform import UniformConfig, UniformModel
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "RateEstimate",
     "StaticConfig",
     "StaticTableModel",
+    "TransformerConfig",
+    "TransformerModel",
     "UniformConfig",
     "UniformModel",
     "build_entropy_model",

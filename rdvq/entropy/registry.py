@@ -13,11 +13,12 @@ from typing import Any, Union
 from rdvq.entropy.base import IndexEntropyModel
 from rdvq.entropy.hypervq import HyperVQModel
 from rdvq.entropy.static_table import StaticTableModel
+from rdvq.entropy.transformer import TransformerModel
 from rdvq.entropy.uniform import UniformModel
 from rdvq.errors import CheckpointError, ConfigError
 from rdvq.tokenizer import Tokenizer
 
-MODELS: tuple[type[IndexEntropyModel], ...] = (UniformModel, StaticTableModel, HyperVQModel)
+MODELS: tuple[type[IndexEntropyModel], ...] = (UniformModel, StaticTableModel, HyperVQModel, TransformerModel)
 
 ENTROPY_MODELS: dict[str, type[IndexEntropyModel]] = {model.kind: model for model in MODELS}
 # Built from MODELS, so a new model needs no second line here (static type checkers see only Any).
