@@ -4,7 +4,7 @@ For each image: encode to bytes (timed), optionally write the file and read it b
 (timed), and check that the decoded image equals the encoder's own reconstruction bit for bit.
 Rates come from the file sizes (header included) over the original pixels; quality metrics follow
 the field's conventions (:mod:`rdvq.metrics`: PSNR and MS-SSIM on 8-bit RGB, MS-SSIM also in dB,
-LPIPS-alex where its weights are on disk). A metric that cannot be computed is ``None`` in the
+LPIPS-alex and DISTS where their weights are on disk). A metric that cannot be computed is ``None`` in the
 results ("unavailable"), never an invented number.
 
 Stage validation, quickstart, the benchmarks and ``rdvq eval`` all go through :func:`evaluate`.
@@ -28,7 +28,7 @@ from rdvq.codec import ImageCodec
 from rdvq.encode_options import EncodeOptions
 from rdvq.image_io import read_image
 from rdvq.losses import lpips_available
-from rdvq.metrics import LPIPSMetric, ms_ssim, ms_ssim_db, psnr
+from rdvq.metrics import DISTSMetric, LPIPSMetric, dists_available, ms_ssim, ms_ssim_db, psnr
 
 ImageSource = tuple[str, "torch.Tensor | str | os.PathLike"]
 
@@ -44,6 +44,7 @@ class ImageResult:
     ms_ssim: float | None  # None: image too small for five scales
     ms_ssim_db: float | None
     lpips: float | None  # None: LPIPS-alex weights not on disk
+    dists: float | None  # None: DISTS' VGG16 weights not on disk
     encode_seconds: float
     decode_seconds: float
     exact: bool  # decoded image == the encoder's reconstruction, bit for bit
@@ -77,17 +78,24 @@ def lpips_metric() -> LPIPSMetric | None:
     return LPIPSMetric() if lpips_available("alex") else None
 
 
+def dists_metric() -> DISTSMetric | None:
+    """DISTS when its VGG16 backbone weights are on disk, else None (reported as unavailable)."""
+    return DISTSMetric() if dists_available() else None
+
+
 def _optional(value: torch.Tensor) -> float | None:
     number = float(value)
     return None if math.isnan(number) else number
 
 
+@torch.no_grad()
 def evaluate(
     codec: ImageCodec,
     images: Iterable[ImageSource],
     *,
     options: EncodeOptions = EncodeOptions(),
     lpips: LPIPSMetric | None = None,
+    dists: DISTSMetric | None = None,
     files: str | os.PathLike | None = None,
     estimate: bool = False,
     progress: str | None = None,
@@ -129,6 +137,7 @@ def evaluate(
                 ms_ssim=_optional(quality),
                 ms_ssim_db=_optional(ms_ssim_db(quality)),
                 lpips=None if lpips is None else float(lpips(x_hat, x)),
+                dists=None if dists is None else float(dists(x_hat, x)),
                 encode_seconds=encode_seconds,
                 decode_seconds=decode_seconds,
                 exact=torch.equal(decoded, reconstruction),

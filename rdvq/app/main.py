@@ -1,7 +1,7 @@
 """The ``rdvq`` console script.
 
 Training subcommands (fit, validate, test) go to the Lightning CLI; compress and decompress to
-the codec. Errors rdvq raises on purpose print one line and exit with status 1.
+the codec; eval to the rate-distortion evaluation. Errors rdvq raises on purpose print one line and exit with status 1.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ codec:
   compress   IMAGE... --ckpt CKPT [-o FILE | --out-dir DIR]   images -> .rdvq files
   decompress FILE...  --ckpt CKPT [-o PNG | --out-dir DIR]    .rdvq files -> PNG
 
+evaluation:
+  eval       CKPT... [--images DIR] [--slices T...] [--anchor JSON...]   RD curves from real files:
+             results JSON (CompressAI layout), CSV, BD-rates vs CompressAI's Kodak curves, RD plots
+
 run `rdvq <command> --help` for the options of a command."""
 
 
@@ -45,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
             from rdvq.app.compress import run
 
             return run(command, args[1:])
+        if command == "eval":
+            from rdvq.app.eval import main as run_eval
+
+            return run_eval(args[1:])
         print(f"error: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
     except RdvqError as exc:
