@@ -31,7 +31,7 @@ from callbacks.run_paths import checkpoint_dir, checkpoint_dir_for, run_dir_for
 from rdvq.atomic_checkpoint_io import AtomicCheckpointIO
 from rdvq.app.main import TRAINING_COMMANDS
 from rdvq.errors import CheckpointError, ConfigError, RdvqError
-from rdvq.stages import RDVQStage
+from rdvq.stages import CodecStage
 
 
 class RdvqLightningCLI(LightningCLI):
@@ -219,7 +219,7 @@ def run_training_cli(args: list[str] | None) -> RdvqLightningCLI:
     # A config that interpolates `${trainer.default_root_dir}` means the key under the subcommand.
     set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
     return RdvqLightningCLI(
-        model_class=RDVQStage,
+        model_class=CodecStage,
         datamodule_class=pl.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,

@@ -2,6 +2,7 @@
 
 from rdvq.codec.image_codec import DEFAULT_MAX_PIXELS, FAMILIES, Decoded, Encoded, ImageCodec
 from rdvq.codec.latent import CodedSymbols, LatentCodec
+from rdvq.codec.sq import SQCodec
 from rdvq.codec.vq import VQCodec
 
-__all__ = ["DEFAULT_MAX_PIXELS", "FAMILIES", "CodedSymbols", "Decoded", "Encoded", "ImageCodec", "LatentCodec", "VQCodec"]
+__all__ = ["DEFAULT_MAX_PIXELS", "FAMILIES", "CodedSymbols", "Decoded", "Encoded", "ImageCodec", "LatentCodec", "SQCodec", "VQCodec"]

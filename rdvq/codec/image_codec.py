@@ -29,9 +29,10 @@ from rdvq.coding.engine import EngineName
 from rdvq.encode_options import EncodeOptions
 from rdvq.errors import CheckpointError, DecodeMismatchError, ModelMismatchError, SizeLimitError
 from rdvq.padding import pad_to_multiple, padded_size
+from rdvq.codec.sq import SQCodec
 
 # Codec families by name, with the id the container records. A new family is one entry here.
-FAMILIES: dict[str, tuple[int, type[LatentCodec]]] = {"vq": (0, VQCodec)}
+FAMILIES: dict[str, tuple[int, type[LatentCodec]]] = {"vq": (0, VQCodec), "sq": (1, SQCodec)}
 
 DEFAULT_MAX_PIXELS = 1 << 26  # 67 M pixels, e.g. 8192 x 8192
 

@@ -1,11 +1,12 @@
-"""Lightning plumbing shared by every stage; the stages themselves are short compositions of a
-:class:`~rdvq.stages.distortion.DistortionLoss` and a :class:`~rdvq.stages.rate.RateTerm`.
+"""Lightning plumbing shared by every stage; the stages themselves are short compositions of parts.
 
-The base owns the tokenizer, ``init_from`` (weights only, non-strict, reporting missing and
-unexpected keys; a stage given no tokenizer or entropy-model configuration inherits the one in
-that checkpoint's codec description), manual optimization steps that count once per batch, the
-generator/discriminator update of a batch, whole-image validation (PSNR, MS-SSIM, codebook usage,
-and the rate term's estimated and real bpp), and the codec description every checkpoint carries.
+:class:`CodecStage` is family-neutral: ``init_from`` (weights only, non-strict, reporting missing
+and unexpected keys), manual optimization steps that count once per batch, the
+generator/discriminator update of a batch, schedulers, and the codec description every checkpoint
+carries (:mod:`rdvq.checkpointing`). :class:`RDVQStage` adds what the VQ stages share: the
+tokenizer (a stage given no tokenizer or entropy-model configuration inherits the one in the
+``init_from`` checkpoint's codec description), whole-image validation (PSNR, MS-SSIM, codebook
+usage, and the rate term's estimated and real bpp) and the VQ codec description.
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ from rdvq.tokenizer import Quantization, Tokenizer, TokenizerConfig
 from rdvq.tokenizer.quantizer import perplexity
 
 
-class RDVQStage(pl.LightningModule):
-    """Base LightningModule. A subclass builds its parts (``self.distortion``, ``self.rate``), says
-    what its generator optimizer trains (:meth:`parameter_groups`), then calls :meth:`load_init_weights`.
+class CodecStage(pl.LightningModule):
+    """Base LightningModule of every stage, whatever the codec family. A subclass builds its parts,
+    says what its generator optimizer trains (:meth:`parameter_groups`) and which codec its
+    checkpoints hold (:meth:`codec_description`), then calls :meth:`load_init_weights`.
     """
 
     def __init__(
         self,
-        tokenizer: TokenizerConfig | None,
         init_from: str | None,
         optimizer: OptimizerCallable,
         lr_scheduler: LRSchedulerCallable | None,
@@ -51,31 +52,12 @@ class RDVQStage(pl.LightningModule):
         self._init_description = (
             read_codec_description(self._init_checkpoint, init_from) if self._init_checkpoint is not None else None
         )
-        if self._init_description is not None and self._init_description["family"] != "vq":
-            raise ConfigError(f"{init_from} holds a {self._init_description['family']!r} codec, not a VQ tokenizer")
-        if tokenizer is None:
-            if self._init_description is None:
-                raise ConfigError("model.tokenizer is required unless model.init_from names a checkpoint to inherit it from")
-            tokenizer = TokenizerConfig.from_dict(self._init_description["tokenizer"])
-        self.tokenizer = Tokenizer(tokenizer)
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.disc_optimizer_factory = disc_optimizer
         self.disc_lr_scheduler_factory = disc_lr_scheduler
         self.gradient_clip = gradient_clip
         self.distortion: DistortionLoss | None = None
-        self.rate: RateTerm | None = None
-        self.real_bpp_images = 0
-        self.val_psnr = MeanMetric(nan_strategy="ignore")
-        self.val_ms_ssim_db = MeanMetric(nan_strategy="ignore")
-        self._val_code_counts: list[torch.Tensor] = []
-
-    def inherited_entropy_config(self, config: Any | None, default: Any | None) -> Any | None:
-        """``config`` if given, else the entropy model of the ``init_from`` checkpoint, else ``default``."""
-        if config is not None:
-            return config
-        stored = self._init_description.get("entropy_model") if self._init_description else None
-        return default if stored is None else entropy_config_from_dict(stored)
 
     def load_init_weights(self) -> None:
         """Apply ``init_from`` once every submodule exists."""
@@ -158,6 +140,53 @@ class RDVQStage(pl.LightningModule):
         self.log("train/loss", total, prog_bar=True)
         return total
 
+    # ------------------------------------------------------------------ checkpoints
+    def codec_description(self) -> tuple[str, dict[str, Any]]:
+        """(family, configuration parts) of the codec this stage's checkpoints hold."""
+        raise NotImplementedError
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Every checkpoint describes its codec, so ``init_from`` and ``ImageCodec`` can read it."""
+        family, parts = self.codec_description()
+        write_codec_description(checkpoint, family, **parts)
+
+
+class RDVQStage(CodecStage):
+    """Base of the VQ stages. A subclass builds its parts (``self.distortion``, ``self.rate``), says
+    what its generator optimizer trains (:meth:`parameter_groups`), then calls :meth:`load_init_weights`.
+    """
+
+    def __init__(
+        self,
+        tokenizer: TokenizerConfig | None,
+        init_from: str | None,
+        optimizer: OptimizerCallable,
+        lr_scheduler: LRSchedulerCallable | None,
+        gradient_clip: float | None,
+        disc_optimizer: OptimizerCallable | None = None,
+        disc_lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__(init_from, optimizer, lr_scheduler, gradient_clip, disc_optimizer, disc_lr_scheduler)
+        if self._init_description is not None and self._init_description["family"] != "vq":
+            raise ConfigError(f"{init_from} holds a {self._init_description['family']!r} codec, not a VQ tokenizer")
+        if tokenizer is None:
+            if self._init_description is None:
+                raise ConfigError("model.tokenizer is required unless model.init_from names a checkpoint to inherit it from")
+            tokenizer = TokenizerConfig.from_dict(self._init_description["tokenizer"])
+        self.tokenizer = Tokenizer(tokenizer)
+        self.rate: RateTerm | None = None
+        self.real_bpp_images = 0
+        self.val_psnr = MeanMetric(nan_strategy="ignore")
+        self.val_ms_ssim_db = MeanMetric(nan_strategy="ignore")
+        self._val_code_counts: list[torch.Tensor] = []
+
+    def inherited_entropy_config(self, config: Any | None, default: Any | None) -> Any | None:
+        """``config`` if given, else the entropy model of the ``init_from`` checkpoint, else ``default``."""
+        if config is not None:
+            return config
+        stored = self._init_description.get("entropy_model") if self._init_description else None
+        return default if stored is None else entropy_config_from_dict(stored)
+
     # ------------------------------------------------------------------ validation
     def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, Quantization]:
         """Pad to the tokenizer stride, run the tokenizer, crop back; returns (x_hat, quantization)."""
@@ -216,9 +245,12 @@ class RDVQStage(pl.LightningModule):
         self.log("train/restarted_codes", float(sum(int(q.restarted_codes) for q in quantizers)))
 
     # ------------------------------------------------------------------ checkpoints
+    def codec_description(self) -> tuple[str, dict[str, Any]]:
+        entropy_config = None if self.rate is None else self.rate.config
+        return "vq", vq_description(self.tokenizer.config, entropy_config)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Every checkpoint describes its codec, with coding tables that match its weights."""
-        entropy_config = None if self.rate is None else self.rate.config
-        write_codec_description(checkpoint, "vq", **vq_description(self.tokenizer.config, entropy_config))
+        super().on_save_checkpoint(checkpoint)
         if self.rate is not None:
             self.rate.store_tables(checkpoint["state_dict"], prefix="rate.")

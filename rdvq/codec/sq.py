@@ -1,0 +1,211 @@
+"""The scalar-quantization codec family: a mean-scale hyperprior whose latents are rounded around
+their predicted means (USQ) or trellis-coded (TCQ), in the shared container.
+
+Checkpoint layout (every SQ stage): the network under ``model.``; the codec description holds
+``{"model": ScalarCodecConfig}``. A file holds one stream and no parameters; its model id is the
+quantizer (0 USQ, 1 TCQ with 4 states, 2 TCQ with 8). The stream: the hyper-latent (as HyperVQ
+codes it, under the ``EntropyBottleneck``'s tables), then the latents tile by tile (16 x 16
+hyper-latent cells, raster order; the means and scales of a tile come from the hyper-synthesis of
+the tile plus 3 cells of context). USQ codes a tile's levels under the ``GaussianConditional`` table
+of each latent's scale; TCQ codes a tile column by column (each row of each channel is a trellis
+that starts in state 0), every index under the table of its scale and of the quantizer its state
+selects, so the decoder follows the states as it decodes. Symbols: the hyper-latent's integers and
+the latents' reconstruction levels (union-grid levels for TCQ), which the synthesis adds to the means.
+
+Everything is decoded by constriction (:mod:`rdvq.coding.cdf_tables`); a codec loaded from a
+checkpoint does not import CompressAI (its rate estimate does, for the bottleneck's density).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from rdvq.checkpointing import load_strict
+from rdvq.codec.latent import CodedSymbols, LatentCodec
+from rdvq.coding import IndexDecoder, IndexEncoder, QuantizedCdfs, decode_indexed, encode_indexed
+from rdvq.coding.engine import EngineName
+from rdvq.encode_options import EncodeOptions
+from rdvq.entropy import bottleneck as side
+from rdvq.errors import CheckpointError, ConfigError, InvalidHeaderError, ModelMismatchError
+from rdvq.sq import gaussian
+from rdvq.sq.config import ScalarCodecConfig
+from rdvq.sq.model import STRIDE, ScalarHyperprior, join_tiles, tile_spans
+from rdvq.sq.trellis import reconstruction_levels, viterbi
+
+MODEL_PREFIX = "model."
+
+
+def _used_tables(tables: torch.Tensor, cdfs: QuantizedCdfs) -> tuple[torch.Tensor, QuantizedCdfs]:
+    """``tables`` renumbered into the tables it names (ascending), and those tables.
+
+    Coding goes table by table in ascending order either way, so the stream is the same as with all
+    tables; leaving out the unused ones saves the coder a pass over each of them."""
+    used = torch.unique(tables)
+    subset = QuantizedCdfs(rows=tuple(cdfs.rows[i] for i in used.tolist()), offsets=cdfs.offsets[used])
+    return torch.searchsorted(used, tables), subset
+
+
+def sq_description(config: ScalarCodecConfig) -> dict[str, Any]:
+    """The configuration parts of an SQ checkpoint's codec description."""
+    return {"model": config.to_dict()}
+
+
+@dataclass
+class SQAnalysis:
+    y: torch.Tensor  # (1, M, H/16, W/16) latents
+    z: torch.Tensor  # (1, N, H/64, W/64) hyper-latent before quantization
+
+
+class SQCodec(LatentCodec):
+    family = "sq"
+
+    def __init__(self, model: ScalarHyperprior, engine: EngineName = "auto") -> None:
+        super().__init__()
+        if engine == "triton":
+            raise ConfigError("the scalar codec has no probability engine to run on Triton (its tables are CompressAI's)")
+        self.model = model.eval()
+        if not side.has_tables(model.entropy_bottleneck):
+            model.update_tables()
+        gaussian.check_tables(model.gaussian_conditional)
+        self._gaussian_cdfs = QuantizedCdfs.from_entropy_model(model.gaussian_conditional)
+        self._trellis_cdfs = None if model.trellis is None else QuantizedCdfs.from_entropy_model(model.trellis_tables)
+
+    @property
+    def config(self) -> ScalarCodecConfig:
+        return self.model.config
+
+    @property
+    def stride(self) -> int:
+        return STRIDE
+
+    @property
+    def options(self) -> frozenset[str]:
+        """Encoder options: TCQ takes ``rdo_lambda`` as its trellis Lagrangian; rounding takes none."""
+        return frozenset() if self.model.trellis is None else frozenset({"rdo_lambda"})
+
+    def description(self) -> dict[str, Any]:
+        return sq_description(self.config)
+
+    @classmethod
+    def from_checkpoint(
+        cls, description: dict[str, Any], state_dict: dict[str, torch.Tensor], source: str, engine: EngineName
+    ) -> "SQCodec":
+        if not isinstance(description.get("model"), dict):
+            raise CheckpointError(f"{source} has no scalar codec configuration")
+        model = ScalarHyperprior(ScalarCodecConfig.from_dict(description["model"]), coding_only=True)
+        load_strict(model, state_dict, MODEL_PREFIX, source)
+        return cls(model, engine)
+
+    # ------------------------------------------------------------------ shared geometry
+    def _medians(self) -> torch.Tensor:
+        quantiles = self.model.entropy_bottleneck.quantiles
+        return quantiles[:, 0, 1].detach().reshape(1, -1, 1, 1)
+
+    def hyper_latent(self, z_symbols: torch.Tensor) -> torch.Tensor:
+        """The decoded hyper-latent from its integers (the same float operations as the coding path)."""
+        medians = self._medians()
+        return z_symbols.to(medians.device, medians.dtype) + medians
+
+    def _table_indexes(self, scales: torch.Tensor) -> torch.Tensor:
+        module = self.model.gaussian_conditional
+        return gaussian.build_indexes(scales, module.scale_table, module.scale_bound)
+
+    # ------------------------------------------------------------------ encoder
+    def analyze(self, padded: torch.Tensor) -> SQAnalysis:
+        y = self.model.g_a(padded)
+        return SQAnalysis(y=y, z=self.model.h_a(y))
+
+    def encode(self, analysis: SQAnalysis, options: EncodeOptions) -> CodedSymbols:
+        options.check_supported(self.options, f"the scalar codec ({self.config.quantizer})")
+        lmbda = self.config.trellis_lambda if options.rdo_lambda is None else options.rdo_lambda
+        encoder = IndexEncoder()
+        z_hat = side.encode_hyper(self.model.entropy_bottleneck, analysis.z, encoder)
+        tiles = []
+        for rows, cols, means, scales in self.model.gaussian_tiles(z_hat):
+            residual = (analysis.y[..., rows, cols] - means)[0]
+            tables = self._table_indexes(scales)[0]
+            if self.model.trellis is None:
+                levels = self._gaussian_cdfs.clamp(torch.round(residual), tables)
+                encode_indexed(encoder, levels, *_used_tables(tables, self._gaussian_cdfs))
+            else:
+                levels = self._encode_trellis_tile(encoder, residual, tables, lmbda)
+            tiles.append(levels.unsqueeze(0))
+        levels = join_tiles(tiles, len(tile_spans(z_hat.shape[-1])))
+        z_symbols = torch.round(z_hat - self._medians()).to(torch.int64).cpu()
+        return CodedSymbols(self.config.model_id, (), [encoder.finish()], [z_symbols, levels.cpu()])
+
+    def _encode_trellis_tile(
+        self, encoder: IndexEncoder, residual: torch.Tensor, tables: torch.Tensor, lmbda: float
+    ) -> torch.Tensor:
+        """Viterbi over the tile's rows (one trellis per channel and row), then its indices column by
+        column; returns the tile's reconstruction levels (M, h, w)."""
+        channels, height, width = residual.shape
+        scale_table = self.model.gaussian_conditional.scale_table.to(residual.device, torch.float64)
+        max_index = self.model.trellis_tables.max_index(2 * tables.cpu()).to(residual.device)
+        path = viterbi(
+            residual.reshape(-1, width), scale_table[tables].reshape(-1, width), max_index.reshape(-1, width), lmbda,
+            self.model.trellis,
+        )
+        indices = path.indices.reshape(channels, height, width).cpu()
+        quantizers = path.quantizers.reshape(channels, height, width).cpu()
+        rows = 2 * tables.cpu() + quantizers
+        for column in range(width):
+            encode_indexed(encoder, indices[..., column], *_used_tables(rows[..., column], self._trellis_cdfs))
+        return reconstruction_levels(indices, quantizers)
+
+    def estimate_bits(self, analysis: SQAnalysis, symbols: list[torch.Tensor]) -> float:
+        return float(self.symbol_bits(symbols).sum())
+
+    def symbol_bits(self, symbols: list[torch.Tensor]) -> torch.Tensor:
+        """Bits per image of (a batch of) symbol sets under the model, differentiable in the
+        hyper-synthesis: the hyper-latent under the bottleneck, the latents under their Gaussians."""
+        z_hat = self.hyper_latent(symbols[0])
+        _, scales = self.model.tiled_gaussians(z_hat)
+        return self.model.hyper_bits(z_hat) + self.model.level_bits(symbols[1].to(scales.device), scales)
+
+    # ------------------------------------------------------------------ decoder
+    def decode(
+        self, model_id: int, parameters: tuple[int, ...], streams: list[bytes], padded: tuple[int, int]
+    ) -> list[torch.Tensor]:
+        if model_id != self.config.model_id:
+            raise ModelMismatchError(f"file uses scalar quantizer {model_id}, this checkpoint has {self.config.model_id}")
+        if len(streams) != 1 or parameters:
+            raise InvalidHeaderError(
+                f"file has {len(streams)} streams and {len(parameters)} parameters; the scalar codec writes 1 and 0"
+            )
+        decoder = IndexDecoder(streams[0])
+        device = self._medians().device
+        hyper_size = (padded[0] // STRIDE, padded[1] // STRIDE)
+        z_hat = side.decode_hyper(self.model.entropy_bottleneck, decoder, hyper_size, device)
+        tiles = []
+        for _, _, _, scales in self.model.gaussian_tiles(z_hat):
+            tables = self._table_indexes(scales)[0].cpu()
+            if self.model.trellis is None:
+                levels = decode_indexed(decoder, *_used_tables(tables, self._gaussian_cdfs))
+            else:
+                levels = self._decode_trellis_tile(decoder, tables)
+            tiles.append(levels.unsqueeze(0))
+        levels = join_tiles(tiles, len(tile_spans(hyper_size[1])))
+        z_symbols = torch.round(z_hat - self._medians()).to(torch.int64).cpu()
+        return [z_symbols, levels]
+
+    def _decode_trellis_tile(self, decoder: IndexDecoder, tables: torch.Tensor) -> torch.Tensor:
+        """A tile's levels, column by column, each index under the table its trellis state selects."""
+        trellis = self.model.trellis
+        state = torch.zeros(tables.shape[:-1], dtype=torch.int64)
+        columns = []
+        for column in range(tables.shape[-1]):
+            quantizer = trellis.quantizer(state)
+            indices = decode_indexed(decoder, *_used_tables(2 * tables[..., column] + quantizer, self._trellis_cdfs))
+            columns.append(reconstruction_levels(indices, quantizer))
+            state = trellis.next(state, indices)
+        return torch.stack(columns, -1)
+
+    def synthesize(self, symbols: list[torch.Tensor], padded: tuple[int, int]) -> torch.Tensor:
+        """The image from the symbols; a batch of symbol sets (leading dimension) gives a batch."""
+        z_hat = self.hyper_latent(symbols[0])
+        means, _ = self.model.tiled_gaussians(z_hat)
+        return self.model.g_s(means + symbols[1].to(means))

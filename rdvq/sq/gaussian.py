@@ -1,0 +1,155 @@
+"""CompressAI's ``GaussianConditional`` as the model of the latents, and the coding tables behind it.
+
+Training uses the real module (its noisy likelihood, its scale and likelihood bounds, and its
+``update()``, which builds one 16-bit CDF per scale of its table). Rounding (USQ) is coded under
+exactly those tables. TCQ codes each latent under the quantizer its trellis state selects, whose
+cells are twice as wide, so :class:`TrellisTables` holds one more CDF per (scale, quantizer), built
+from the Gaussian masses of the decision cells and quantized by CompressAI's own
+``pmf_to_quantized_cdf``, as ``update()`` does for rounding. Both kinds of tables live in the
+checkpoint, and every file is coded with constriction (:mod:`rdvq.coding.cdf_tables`), never with
+CompressAI's C++ coder.
+
+A codec loaded for coding holds a :class:`GaussianSnapshot` (the module's tensors under the same
+names, so loads are strict and fingerprints identical) and does not import CompressAI; scales map
+to table indexes with :func:`build_indexes`, which computes what ``GaussianConditional.build_indexes``
+computes (tested against it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from rdvq.entropy.bottleneck import TABLE_BUFFERS
+from rdvq.errors import CheckpointError
+from rdvq.sq.trellis import cell_bits
+
+SCALE_BOUND = 0.11  # CompressAI's default lower bound of the scales, also the first table scale
+
+
+def _resize_tables(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """Coding tables have data-dependent sizes; adopt the incoming ones."""
+    for name in TABLE_BUFFERS:
+        if prefix + name in state_dict:
+            getattr(module, name).resize_(state_dict[prefix + name].shape)
+
+
+def gaussian_conditional() -> nn.Module:
+    """A CompressAI ``GaussianConditional`` over its default 64-scale table, tables built."""
+    from compressai.entropy_models import GaussianConditional
+    from compressai.models.base import get_scale_table
+
+    module = GaussianConditional(None, scale_bound=SCALE_BOUND)
+    module.update_scale_table(get_scale_table())
+    module.register_load_state_dict_pre_hook(_resize_tables)
+    return module
+
+
+class GaussianSnapshot(nn.Module):
+    """A ``GaussianConditional``'s tensors, loaded from a state dict, without CompressAI.
+
+    It adopts every tensor of the state it is loaded from as a buffer of the same name;
+    :meth:`materialized` builds the real module from them when a likelihood is needed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._model: list[nn.Module] = []  # the real module, once built (kept out of the state dict)
+        self.register_load_state_dict_pre_hook(self._adopt)
+
+    def _adopt(self, module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+        for key, tensor in state_dict.items():
+            if key.startswith(prefix):
+                owner: nn.Module = self
+                *path, leaf = key[len(prefix) :].split(".")
+                for part in path:
+                    if part not in owner._modules:
+                        owner.add_module(part, nn.Module())
+                    owner = owner._modules[part]
+                owner.register_buffer(leaf, torch.empty_like(tensor, device="cpu"))
+        self._model.clear()
+
+    def materialized(self) -> nn.Module:
+        if not self._model:
+            model = gaussian_conditional()
+            model.load_state_dict(self.state_dict())
+            self._model.append(model.to(next(iter(self.buffers())).device).eval())
+        return self._model[0]
+
+
+def real_model(module: nn.Module) -> nn.Module:
+    """The CompressAI module behind ``module`` (itself, or the one a snapshot builds)."""
+    return module.materialized() if isinstance(module, GaussianSnapshot) else module
+
+
+def bounded_scales(module: nn.Module, scales: torch.Tensor) -> torch.Tensor:
+    """Scales bounded below as the module bounds them (with CompressAI's gradient, when training)."""
+    if isinstance(module, GaussianSnapshot):
+        return torch.maximum(scales, module.scale_bound.to(scales))
+    return module.lower_bound_scale(scales)
+
+
+def bounded_bits(module: nn.Module, bits: torch.Tensor) -> torch.Tensor:
+    """Bits of likelihoods bounded below as the module bounds them (1e-9 by default)."""
+    if isinstance(module, GaussianSnapshot):
+        return bits.clamp(max=-float(torch.log2(module.likelihood_lower_bound.bound)))
+    return -torch.log2(module.likelihood_lower_bound(torch.exp2(-bits)))
+
+
+def build_indexes(scales: torch.Tensor, scale_table: torch.Tensor, scale_bound: torch.Tensor) -> torch.Tensor:
+    """Table index of each scale, as ``GaussianConditional.build_indexes``: the scale is bounded
+    below, then counted against every table scale but the last (index = how many it exceeds)."""
+    bounded = torch.maximum(scales, scale_bound.to(scales))
+    return torch.searchsorted(scale_table[:-1].to(scales).contiguous(), bounded.contiguous(), side="left")
+
+
+def check_tables(module: nn.Module) -> None:
+    if any(getattr(module, name, torch.empty(0)).numel() == 0 for name in (*TABLE_BUFFERS, "scale_table")):
+        raise CheckpointError("the checkpoint holds no coding tables for the latents")
+
+
+class TrellisTables(nn.Module):
+    """One 16-bit CDF per (scale, quantizer): row ``2 * scale_index + quantizer`` covers the indices
+    ``-K .. K`` of that quantizer (offset ``-K``), each under the Gaussian mass of its decision cell,
+    and CompressAI's escape slot for the mass beyond. ``K`` reaches the same tail mass as the
+    rounding table of that scale. Buffers carry CompressAI's names, so
+    :meth:`rdvq.coding.QuantizedCdfs.from_entropy_model` reads them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name in TABLE_BUFFERS:
+            self.register_buffer(name, torch.zeros(0, dtype=torch.int32))
+        self.register_load_state_dict_pre_hook(_resize_tables)
+
+    @torch.no_grad()
+    def build(self, gaussian: nn.Module) -> None:
+        """Build from a real ``GaussianConditional`` (its scale table, tail mass and CDF quantizer)."""
+        from compressai.entropy_models.entropy_models import pmf_to_quantized_cdf
+
+        from rdvq.sq.trellis import cell_bounds, reconstruction_levels
+
+        multiplier = -float(gaussian._standardized_quantile(gaussian.tail_mass / 2))
+        rows, offsets = [], []
+        for scale in gaussian.scale_table.tolist():
+            limit = math.ceil((math.ceil(scale * multiplier) + 1) / 2)
+            indices = torch.arange(-limit, limit + 1)
+            for quantizer in (0, 1):
+                q = torch.full_like(indices, quantizer)
+                low, high = cell_bounds(reconstruction_levels(indices, q), q)
+                pmf = torch.exp2(-cell_bits(low, high, torch.tensor(scale, dtype=torch.float64)))
+                tail = (1.0 - pmf.sum()).clamp_min(0.0)
+                rows.append(pmf_to_quantized_cdf(torch.cat([pmf, tail.reshape(1)]).float(), 16))
+                offsets.append(-limit)
+        width = max(row.numel() for row in rows)
+        cdf = torch.zeros(len(rows), width, dtype=torch.int32)
+        for i, row in enumerate(rows):
+            cdf[i, : row.numel()] = row
+        self._quantized_cdf = cdf
+        self._cdf_length = torch.tensor([row.numel() for row in rows], dtype=torch.int32)
+        self._offset = torch.tensor(offsets, dtype=torch.int32)
+
+    def max_index(self, table: torch.Tensor) -> torch.Tensor:
+        """``K`` of each (scale, quantizer) row: the largest ``|index|`` it codes."""
+        return -self._offset.to(torch.int64)[table]
