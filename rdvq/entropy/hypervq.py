@@ -17,6 +17,10 @@ with a halo covering the hyper-synthesis' receptive field; tiles in raster order
 raster order inside a tile), the same tiles on both sides: the decoder's memory is bounded by one
 tile whatever size a file declares, and a stream that cannot hold the declared size stops at its
 first tile.
+
+Entropy-constrained index selection (``--rdo-lambda``) is exact per position here: given the
+hyper-latent the indices are independent, so each position takes the index minimizing its
+distortion plus lambda times its bits under the tile's coded table.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from rdvq.entropy.base import (
     RateEstimate,
     cross_entropy_bits,
 )
+from rdvq.entropy.index_selection import select_indices
 from rdvq.errors import ConfigError, InvalidHeaderError
 
 TILE = 16  # hyper-latent cells per side of a coding tile (64 x 64 indices)
@@ -138,7 +143,7 @@ class HyperVQModel(IndexEntropyModel):
     kind = "hypervq"
     model_id = 2
     config_class = HyperVQConfig
-    options = frozenset({"top_k"})
+    options = frozenset({"top_k", "rdo_lambda"})
 
     def __init__(
         self, num_branches: int, dim: int, channels: int = 32, hidden: int = 96, diagonal: bool = False,
@@ -182,14 +187,25 @@ class HyperVQModel(IndexEntropyModel):
         top_k = options.top_k if options.top_k is not None and options.top_k < max(c.size for c in context.codebooks) else None
         engine = context.engine(top_k)
         encoder = IndexEncoder()
+        sent = [b.indices.clone() if options.rdo_lambda is not None else b.indices for b in branches]
         for i, (prior, branch) in enumerate(zip(self.priors, branches)):
             z_hat = side.encode_hyper(prior.bottleneck, prior.analysis(branch.latents), encoder)
             for (rows, cols), params in self._tiled_parameters(prior, z_hat, branch.indices.shape[-2:], context, i):
-                symbols = branch.indices[0, rows[0] : rows[1], cols[0] : cols[1]].reshape(-1)
-                engine.encode_gaussian(encoder, symbols, params, context.codebooks[i])
-        return CompressedIndices(
-            streams=[encoder.finish()], parameters=(top_k or 0,), indices=[b.indices for b in branches]
-        )
+                window = (0, slice(rows[0], rows[1]), slice(cols[0], cols[1]))
+                if options.rdo_lambda is None:
+                    engine.encode_gaussian(encoder, branch.indices[window].reshape(-1), params, context.codebooks[i])
+                    continue
+                # Entropy-constrained selection, exact per position: given the hyper-latent the
+                # indices are independent, so each one trades its own distortion and bits.
+                latents = branch.latents[0, :, rows[0] : rows[1], cols[0] : cols[1]].flatten(1).t()
+                chosen, start = [], 0
+                for table in engine.gaussian_tables(params, context.codebooks[i]):
+                    part = latents[start : start + table.num_positions]
+                    chosen.append(select_indices(part, context.codewords[i], table, options.rdo_lambda).cpu())
+                    encoder.encode(chosen[-1], table)
+                    start += table.num_positions
+                sent[i][window] = torch.cat(chosen).view(rows[1] - rows[0], cols[1] - cols[0]).to(sent[i].device)
+        return CompressedIndices(streams=[encoder.finish()], parameters=(top_k or 0,), indices=sent)
 
     def decompress(
         self, streams: list[bytes], parameters: tuple[int, ...], shapes: list[tuple[int, int]], context: CodingContext

@@ -5,7 +5,9 @@ where ``bits(k) = 24 - log2 f_k`` is the exact code length of ``k`` under the in
 table the range coder is about to use (the bounded tail floor's tail symbols cost 24 bits, which
 is what the coder spends on them). The choice changes only which indices are sent; the decoder
 needs nothing new. With ``lambda = 0`` it is the nearest codeword, with the same tie rule as the
-quantizer (lowest index).
+quantizer (lowest index). With residual VQ each stage's target is the residual the tokenizer
+computed from the nearest codewords of the earlier stages, so when selection changes an earlier
+stage the later stages optimize against a slightly stale target.
 """
 
 from __future__ import annotations

@@ -43,12 +43,12 @@ from rdvq.coding.probability import TOTAL
 from rdvq.config_dict import DictConfig
 from rdvq.encode_options import COMPLETIONS, MAX_SEED, EncodeOptions
 from rdvq.entropy.base import (
+    LN2,
     BranchBatch,
     CodingContext,
     CompressedIndices,
     IndexEntropyModel,
     RateEstimate,
-    cross_entropy_bits,
 )
 from rdvq.entropy.index_selection import select_indices
 from rdvq.entropy.slices import MAX_TILE_CELLS, Layout, Slice, SliceSchedule, WindowGroup, WindowPlan
@@ -97,18 +97,21 @@ class TransformerConfig(DictConfig):
 
 
 # ---------------------------------------------------------------------------------------- network
-def rotate(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding: channel pairs (2i, 2i+1) of ``x`` (..., n, dh) turned by ``angles`` (n, dh/2)."""
-    even, odd = x[..., 0::2], x[..., 1::2]
-    cos, sin = angles.cos(), angles.sin()
-    return torch.stack([even * cos - odd * sin, even * sin + odd * cos], -1).flatten(-2)
-
-
-def rope_angles(coords: torch.Tensor, head_dim: int) -> torch.Tensor:
-    """(n, 2) (row, col) coordinates -> (n, head_dim / 2) angles: half the pairs for rows, half for columns."""
+def rope_table(coords: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """(n, 2) (row, col) coordinates -> (n, head_dim / 2) unit complex numbers: channel pair ``i``
+    of a head turns by ``coord * ROPE_BASE^(-j/count)``, the first half of the pairs with the row,
+    the second half with the column."""
     count = head_dim // 4
     freqs = ROPE_BASE ** (-torch.arange(count, dtype=torch.float32, device=coords.device) / count)
-    return torch.cat([coords[:, :1] * freqs, coords[:, 1:] * freqs], -1)
+    angles = torch.cat([coords[:, :1] * freqs, coords[:, 1:] * freqs], -1)
+    return torch.polar(torch.ones_like(angles), angles)
+
+
+def rotate(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding of ``x`` (..., n, head_dim): channel pairs (2i, 2i+1) as complex numbers
+    times ``rope`` (n, head_dim / 2)."""
+    pairs = torch.view_as_complex(x.reshape(*x.shape[:-1], -1, 2).contiguous())
+    return torch.view_as_real(pairs * rope).flatten(-2)
 
 
 class Block(nn.Module):
@@ -126,13 +129,13 @@ class Block(nn.Module):
         self.gate_up = nn.Linear(width, 2 * hidden, bias=False)
         self.down = nn.Linear(hidden, width, bias=False)
 
-    def project(self, x: torch.Tensor, angles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def project(self, x: torch.Tensor, rope: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, n, d) -> q, k, v (B, heads, n, head_dim); q and k unit vectors, rotated, q scaled."""
         b, n, _ = x.shape
         q, k, v = self.qkv(self.attention_norm(x)).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
         scale = self.log_scale.clamp(max=math.log(_MAX_ATTENTION_SCALE)).exp()
-        q = rotate(F.normalize(q, dim=-1), angles) * scale
-        k = rotate(F.normalize(k, dim=-1), angles)
+        q = rotate(F.normalize(q, dim=-1) * scale, rope)
+        k = rotate(F.normalize(k, dim=-1), rope)
         return q, k, v
 
     def finish(self, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
@@ -147,16 +150,23 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tenso
 
 
 class SliceTransformer(nn.Module):
-    """The network: two token streams (content, query) through shared blocks."""
+    """The network: content and query tokens through shared blocks. A learned start token (slice
+    -1, no rotation) leads every window's content, so every query has a key to attend to."""
 
     def __init__(self, layers: int, width: int, heads: int) -> None:
         super().__init__()
         self.head_dim = width // heads
+        self.start = nn.Parameter(torch.zeros(width))
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(layers))
         self.norm = nn.RMSNorm(width, eps=1e-5)
         for block in self.blocks:
             for linear in (block.qkv, block.proj, block.gate_up, block.down):
                 nn.init.normal_(linear.weight, std=0.02)
+
+    def with_start(self, batch: int, content: torch.Tensor, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``content`` (B, m, d) and its coordinates with the start token in front."""
+        start = self.start.to(content.dtype).expand(batch, 1, -1)
+        return torch.cat([start, content], 1), torch.cat([coords.new_zeros(1, 2), coords])
 
     def parallel(
         self, content: torch.Tensor, queries: torch.Tensor, content_coords: torch.Tensor, query_coords: torch.Tensor,
@@ -164,75 +174,84 @@ class SliceTransformer(nn.Module):
     ) -> torch.Tensor:
         """Normalized query outputs (B, n, d) for content tokens (B, m, d) and query tokens (B, n, d)
         in one pass: content sees content of its own and earlier slices, queries see content of
-        earlier slices and themselves."""
+        earlier slices (the start token included)."""
+        content, content_coords = self.with_start(queries.shape[0], content, content_coords)
+        content_slices = torch.cat([content_slices.new_full((1,), -1), content_slices])
         m = content.shape[1]
         content_mask = content_slices.unsqueeze(0) <= content_slices.unsqueeze(1)
-        query_mask = torch.cat(
-            [content_slices.unsqueeze(0) < query_slices.unsqueeze(1), torch.eye(queries.shape[1], dtype=torch.bool, device=queries.device)], 1
-        )
-        angles = rope_angles(torch.cat([content_coords, query_coords]), self.head_dim)
+        query_mask = content_slices.unsqueeze(0) < query_slices.unsqueeze(1)
+        rope = rope_table(torch.cat([content_coords, query_coords]), self.head_dim)
         x = torch.cat([content, queries], 1)
-        for block in self.blocks:
-            q, k, v = block.project(x, angles)
-            attended = [_attend(q[:, :, :m], k[:, :, :m], v[:, :, :m], content_mask)] if m else []
-            attended.append(_attend(q[:, :, m:], k, v, query_mask))
-            x = block.finish(x, torch.cat(attended, 2))
-        return self.norm(x[:, m:])
+        for i, block in enumerate(self.blocks):
+            q, k, v = block.project(x, rope)
+            attended_queries = _attend(q[:, :, m:], k[:, :, :m], v[:, :, :m], query_mask)
+            if i == len(self.blocks) - 1:  # nothing reads the content tokens' last outputs
+                return self.norm(block.finish(x[:, m:], attended_queries))
+            attended_content = _attend(q[:, :, :m], k[:, :, :m], v[:, :, :m], content_mask)
+            x = block.finish(x, torch.cat([attended_content, attended_queries], 2))
+        raise AssertionError("unreachable: a network has at least one block")
 
 
 class CodingState:
-    """The incremental loop's memory for one window group: per layer the keys and values of every
-    content token so far (``kv_cache``), or the content tokens themselves, recomputed each step."""
+    """The incremental loop's memory for one window group of ``batch`` windows: per layer the keys
+    and values of every content token so far (``cached``), or the content tokens themselves,
+    recomputed at every step (the uncached variant, for measurement)."""
 
-    def __init__(self, net: SliceTransformer, cached: bool) -> None:
-        self.net, self.cached = net, cached
+    def __init__(self, net: SliceTransformer, cached: bool, batch: int) -> None:
+        self.net, self.cached, self.batch = net, cached, batch
         self.keys: list[torch.Tensor | None] = [None] * len(net.blocks)
         self.values: list[torch.Tensor | None] = [None] * len(net.blocks)
         self.content: list[tuple[torch.Tensor, torch.Tensor, int]] = []  # uncached: (tokens, coords, slice id)
+        self.started = False
 
     def step(
         self, content: torch.Tensor | None, content_coords: torch.Tensor | None, content_slice: int,
         queries: torch.Tensor | None, query_coords: torch.Tensor | None, query_slice: int,
     ) -> torch.Tensor | None:
-        """Add content tokens (of slice ``content_slice``), return the outputs of the query tokens."""
+        """Add content tokens (of slice ``content_slice``); return the outputs of the query tokens
+        (of slice ``query_slice``), which see every content token added so far."""
         if content is None and queries is None:
             return None
         if not self.cached:
             if content is not None:
                 self.content.append((content, content_coords, content_slice))
             return None if queries is None else self._uncached(queries, query_coords, query_slice)
-        parts = [p for p in (content, queries) if p is not None]
-        coords = torch.cat([c for c in (content_coords, query_coords) if c is not None])
-        x = torch.cat(parts, 1)
+        if not self.started:  # the window's first content: the start token leads
+            like = content if content is not None else queries
+            content, content_coords = self.net.with_start(
+                self.batch, like[:, :0] if content is None else content,
+                query_coords[:0] if content_coords is None else content_coords,
+            )
+            self.started = True
         m = 0 if content is None else content.shape[1]
-        angles = rope_angles(coords, self.net.head_dim)
+        x = torch.cat([p for p in (content, queries) if p is not None], 1)
+        rope = rope_table(torch.cat([c for c in (content_coords, query_coords) if c is not None]), self.net.head_dim)
+        last = len(self.net.blocks) - 1
         for i, block in enumerate(self.net.blocks):
-            q, k, v = block.project(x, angles)
-            attended = []
+            q, k, v = block.project(x, rope)
             if m:
-                keys = k[:, :, :m] if self.keys[i] is None else torch.cat([self.keys[i], k[:, :, :m]], 2)
-                values = v[:, :, :m] if self.values[i] is None else torch.cat([self.values[i], v[:, :, :m]], 2)
-                self.keys[i], self.values[i] = keys, values
-                attended.append(_attend(q[:, :, :m], keys, values, None))
-            if queries is not None:
-                n = queries.shape[1]
-                cached = 0 if self.keys[i] is None else self.keys[i].shape[2]
-                mask = torch.cat(
-                    [torch.ones(n, cached, dtype=torch.bool, device=x.device), torch.eye(n, dtype=torch.bool, device=x.device)], 1
-                )
-                own_k, own_v = k[:, :, m:], v[:, :, m:]
-                keys = own_k if cached == 0 else torch.cat([self.keys[i], own_k], 2)
-                values = own_v if cached == 0 else torch.cat([self.values[i], own_v], 2)
-                attended.append(_attend(q[:, :, m:], keys, values, mask))
-            x = block.finish(x, torch.cat(attended, 2))
-        return None if queries is None else self.net.norm(x[:, m:])
+                self.keys[i] = k[:, :, :m] if self.keys[i] is None else torch.cat([self.keys[i], k[:, :, :m]], 2)
+                self.values[i] = v[:, :, :m] if self.values[i] is None else torch.cat([self.values[i], v[:, :, :m]], 2)
+            if queries is None:
+                if i == last:
+                    return None
+                x = block.finish(x, _attend(q, self.keys[i], self.values[i], None))
+                continue
+            attended_queries = _attend(q[:, :, m:], self.keys[i], self.values[i], None)
+            if i == last:
+                return self.net.norm(block.finish(x[:, m:], attended_queries))
+            parts = [_attend(q[:, :, :m], self.keys[i], self.values[i], None)] if m else []
+            x = block.finish(x, torch.cat(parts + [attended_queries], 2))
+        raise AssertionError("unreachable: a network has at least one block")
 
     def _uncached(self, queries: torch.Tensor, query_coords: torch.Tensor, query_slice: int) -> torch.Tensor:
         device = queries.device
         content = torch.cat([queries[:, :0]] + [c for c, _, _ in self.content], 1)
         coords = torch.cat([query_coords[:0]] + [c for _, c, _ in self.content])
-        slices = torch.cat([torch.zeros(0, dtype=torch.int64, device=device)]
-                           + [torch.full((c.shape[1],), s, device=device) for c, _, s in self.content])
+        slices = torch.cat(
+            [torch.zeros(0, dtype=torch.int64, device=device)]
+            + [torch.full((c.shape[1],), s, device=device) for c, _, s in self.content]
+        )
         return self.net.parallel(content, queries, coords, query_coords, slices, torch.full((queries.shape[1],), query_slice, device=device))
 
 
@@ -295,31 +314,49 @@ class TransformerModel(IndexEntropyModel):
 
     # ------------------------------------------------------------------ training
     def forward(self, branches: list[BranchBatch]) -> RateEstimate:
-        bits = [cross_entropy_bits(log_probs, b) for log_probs, b in zip(self.log_probs(branches), branches)]
+        batch = branches[0].indices.shape[0]
+        bits = [torch.zeros(batch, device=b.latents.device) for b in branches]
+        for group, i, positions, logits in self._teacher_forced(branches):
+            branch, ratio = branches[i], self._layout_ratio(group, i)
+            indices = group.crop(branch.indices, ratio).flatten(1)[:, positions]
+            if branch.targets is None:
+                target = indices.reshape(-1)
+            else:
+                target = group.crop(branch.targets, ratio).flatten(1, 2)[:, positions].flatten(0, 1)
+            nats = F.cross_entropy(logits.flatten(0, 1).float(), target, reduction="none")
+            bits[i] = bits[i] + nats.view(batch, -1).sum(1) / LN2
         return RateEstimate(index_bits=bits, side_bits=[torch.zeros_like(b) for b in bits])
 
     def log_probs(self, branches: list[BranchBatch]) -> list[torch.Tensor]:
-        """Teacher-forced log-probabilities (B, h, w, K) of every branch, one parallel pass per
-        window size: what training minimizes (coding runs :meth:`run_schedule` instead)."""
+        """The teacher-forced log-probabilities (B, h, w, K) of every branch (what training
+        minimizes the cross-entropy of; coding runs :meth:`run_schedule` instead)."""
+        out = [
+            torch.zeros(*b.indices.shape, head.out_features, device=b.latents.device) for b, head in zip(branches, self.heads)
+        ]
+        for group, i, positions, logits in self._teacher_forced(branches):
+            h, w = group.plan.sizes[i]
+            window = logits.new_zeros(logits.shape[0], h * w, logits.shape[-1])
+            window[:, positions] = F.log_softmax(logits.float(), -1)
+            group.paste(out[i], window.view(-1, h, w, logits.shape[-1]), self._layout_ratio(group, i))
+        return out
+
+    def _teacher_forced(self, branches: list[BranchBatch]):
+        """(window group, branch, window positions, logits (B * windows, n, K)) of every branch and
+        window size: one parallel pass per window size, windows batched image-major."""
         shapes = [tuple(b.indices.shape[-2:]) for b in branches]
-        batch = branches[0].indices.shape[0]
         layout, groups = self.schedule.groups(shapes, max_tokens=None)
         vectors = [self._training_vectors(b) for b in branches]  # (B, h, w, D)
-        out = [
-            torch.zeros(batch, h, w, head.out_features, device=b.latents.device)
-            for (h, w), head, b in zip(shapes, self.heads, branches)
-        ]
         for group in groups:
-            crops = [group.crop(v, layout.ratios[i]) for i, v in enumerate(vectors)]
-            hidden = self._parallel(layout, group.plan, crops)
-            for i, (h, w) in enumerate(group.plan.sizes):
+            hidden = self._parallel(layout, group.plan, [group.crop(v, layout.ratios[i]) for i, v in enumerate(vectors)])
+            for i in range(len(branches)):
                 rows = group.plan.branch_rows(i).to(hidden.device)
-                positions = group.plan.branch_positions(i).to(hidden.device)
-                log_probs = F.log_softmax(self.heads[i](hidden[:, rows]).float(), -1)
-                window = log_probs.new_zeros(log_probs.shape[0], h * w, log_probs.shape[-1])
-                window[:, positions] = log_probs
-                group.paste(out[i], window.view(-1, h, w, log_probs.shape[-1]), layout.ratios[i])
-        return out
+                if rows.numel():
+                    yield group, i, group.plan.branch_positions(i).to(hidden.device), self.heads[i](hidden[:, rows])
+
+    @staticmethod
+    def _layout_ratio(group: WindowGroup, branch: int) -> int:
+        """Branch ``branch``'s map side over the coarsest's, read off the group's plan."""
+        return group.plan.sizes[branch][0] // group.size[0]
 
     @staticmethod
     def _training_vectors(branch: BranchBatch) -> torch.Tensor:
@@ -357,7 +394,7 @@ class TransformerModel(IndexEntropyModel):
         for number, group in enumerate(groups):
             plan, count = group.plan, len(group.origins)
             windows = [torch.zeros(count, h * w, dtype=torch.int64, device=device) for h, w in plan.sizes]
-            state = CodingState(self.net, self.kv_cache)
+            state = CodingState(self.net, self.kv_cache, count)
             contexts: dict[int, torch.Tensor | None] = {}
             previous: tuple[int, Slice] | None = None
             for number_in_plan, spec in enumerate(plan.slices):
