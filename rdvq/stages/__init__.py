@@ -1,14 +1,15 @@
 """Training stages, one LightningModule each, composed of shared parts.
 
-A: :class:`VQPretrain`; B: :class:`RateAdaptation`; D: :class:`DecoderRetraining` (any codec family).
-Scalar codec: :class:`ScalarCodecTraining` (end to end), then stage D. Parts: :class:`DistortionLoss`,
-:class:`RateTerm`, :class:`FileValidation`.
+A: :class:`VQPretrain`; B: :class:`RateAdaptation`; C: :class:`JointRD`; D: :class:`DecoderRetraining`
+(any codec family). Scalar codec: :class:`ScalarCodecTraining` (end to end), then stage D. Parts:
+:class:`DistortionLoss`, :class:`RateTerm`, :class:`FileValidation`.
 """
 
 from rdvq.stages.base import CodecStage, RDVQStage
 from rdvq.stages.decoder_retraining import DecoderRetraining
 from rdvq.stages.distortion import AdversarialConfig, DistortionConfig, DistortionLoss
 from rdvq.stages.file_validation import FileValidation
+from rdvq.stages.joint_rd import JointRD
 from rdvq.stages.pretrain import VQPretrain
 from rdvq.stages.rate import RateTerm
 from rdvq.stages.rate_adaptation import RateAdaptation
@@ -21,6 +22,7 @@ __all__ = [
     "DistortionConfig",
     "DistortionLoss",
     "FileValidation",
+    "JointRD",
     "RDVQStage",
     "RateAdaptation",
     "RateTerm",
