@@ -1,6 +1,8 @@
 """Lightning callbacks used by the training configs."""
 
 from callbacks.checkpointing import ResumableCheckpoint
+from callbacks.rd_evaluation import RDEvaluation
+from callbacks.rd_sweep import RDPoint, RDSweep
 from callbacks.reconstructions import ReconstructionLogger
 
-__all__ = ["ReconstructionLogger", "ResumableCheckpoint"]
+__all__ = ["RDEvaluation", "RDPoint", "RDSweep", "ReconstructionLogger", "ResumableCheckpoint"]
