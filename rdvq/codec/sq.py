@@ -45,7 +45,7 @@ def _used_tables(tables: torch.Tensor, cdfs: QuantizedCdfs) -> tuple[torch.Tenso
     tables; leaving out the unused ones saves the coder a pass over each of them."""
     used = torch.unique(tables)
     subset = QuantizedCdfs(rows=tuple(cdfs.rows[i] for i in used.tolist()), offsets=cdfs.offsets[used])
-    return torch.searchsorted(used, tables), subset
+    return torch.searchsorted(used, tables.contiguous()), subset
 
 
 def sq_description(config: ScalarCodecConfig) -> dict[str, Any]:
