@@ -66,7 +66,7 @@ def plot_rd(
     y_pad = max(0.08 * (y_high - y_low), 1e-3 if spec.higher_is_better else 1e-4)
     axes.set_xlim(x_min, x_max)
     axes.set_ylim(y_low - y_pad, y_high + y_pad)
-    axes.set_xlabel("bits per pixel (file size)")
+    axes.set_xlabel("bits per pixel")
     axes.set_ylabel(spec.label + ("" if spec.higher_is_better else "  (lower is better)"))
     if title:
         axes.set_title(title, fontsize=11)
