@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
 import yaml
 
@@ -26,14 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 STAGE_CONFIGS = sorted(p.name for p in EXPERIMENTS.glob("*.yaml"))
 FRAGMENTS = sorted(p.name for p in (EXPERIMENTS / "loggers").glob("*.yaml"))
-
-
-class RDPointWriter(pl.Callback):
-    """Stands for a callback that writes its own checkpoints (the lambda/tau sweep): it takes no
-    path and asks :func:`callbacks.run_paths.checkpoint_dir` where to write."""
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        trainer.save_checkpoint(checkpoint_dir(trainer) / f"rd_point_step{trainer.global_step}.ckpt")
 
 
 class _Parsed(Exception):
@@ -154,13 +145,11 @@ def test_printed_quickstart_config_writes_everything_under_the_new_root(tmp_path
         "fit", "--config", str(printed), "--trainer.max_steps", "2", "--trainer.default_root_dir", str(elsewhere),
         "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
         "--trainer.enable_progress_bar", "false",
-        "--trainer.callbacks+=test_run_paths.RDPointWriter",
     ])
     assert cli.trainer.global_step == 2
     assert list(workdir.iterdir()) == []
     written = sorted(str(p.relative_to(elsewhere)) for p in elsewhere.rglob("*") if p.is_file())
     assert "checkpoints/last.ckpt" in written
-    assert "checkpoints/rd_point_step2.ckpt" in written
     assert "logs/version_0/metrics.csv" in written and "logs/version_0/config.yaml" in written
     assert any(name.startswith("logs/version_0/reconstructions/") for name in written)
     # The config a run saves holds the paths it used; rerun elsewhere, they follow the new root.
@@ -173,6 +162,28 @@ def test_printed_quickstart_config_writes_everything_under_the_new_root(tmp_path
     assert parsed.trainer.logger[0].init_args.save_dir == str(again)
     dirpaths = {spec.init_args.dirpath for spec in parsed.trainer.callbacks if "dirpath" in spec.get("init_args", {})}
     assert dirpaths == {str(again / "checkpoints")}
+
+
+def test_the_sweep_takes_no_path_and_writes_its_points_into_this_runs_checkpoint_folder(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """callbacks.RDSweep writes its own checkpoints: they follow --trainer.default_root_dir into the
+    run's checkpoint folder, where a new run's check for an earlier run sees them."""
+    sweep = ["--trainer.callbacks+=callbacks.RDSweep", "--trainer.callbacks.steps_per_point", "1",
+             "--trainer.callbacks.points", "[{lmbda: 0.01}, {lmbda: 0.02}]", "--trainer.max_steps", "-1"]
+    printed = yaml.safe_load(_print_config(capsys, "--config", str(CONFIGS / "tiny_sq.yaml"), *sweep))
+    spec = next(c for c in printed["trainer"]["callbacks"] if c["class_path"] == "callbacks.RDSweep")
+    assert sorted(spec["init_args"]) == ["points", "steps_per_point"]
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    run = tmp_path / "run"
+    cli = fit("tiny_sq.yaml", run, *sweep)
+    assert cli.trainer.global_step == 2 and list(workdir.iterdir()) == []
+    assert sorted(p.name for p in checkpoint_dir(cli.trainer).iterdir()) == [
+        "last.ckpt", "rd_point0_lambda0.01.ckpt", "rd_point1_lambda0.02.ckpt", "rd_sweep.json"]
+    with pytest.raises(ConfigError, match=r"already holds checkpoints of an earlier run \(last.ckpt, rd_point0"):
+        fit("tiny_sq.yaml", run, *sweep)
 
 
 # --- 2. a new run never writes into another run's checkpoint folder ---------------------------------
