@@ -1,16 +1,17 @@
 """Decoder fuzzing behind BENCHMARKS.md: mutated files must end in typed errors, never in a crash,
 an untyped exception, a hang or a memory blow-up.
 
-For every checkpoint given (one entropy model each; a uniform-coding codec over the first
-checkpoint's tokenizer is added), valid files are made from a small crop and from a Kodak-sized
-image, then N cases per model are drawn: one mutation each (bit flips, truncation, insertion,
+For every checkpoint given (VQ: one entropy model each, and a uniform-coding codec over the first
+VQ checkpoint's tokenizer is added; scalar codec: one quantizer each), valid files are made from a
+small crop and from a Kodak-sized image, then N cases per codec are drawn: one mutation each (bit flips, truncation, insertion,
 deletion, header edit with boundary values), the payload CRC recomputed for most cases so the
 mutation reaches the entropy decoders. Each case is decoded in a worker process with a time limit:
 a signal is a crash, a timeout a hang. Reports counts per outcome, the slowest case and the
 largest growth of resident memory during one case.
 
     python benchmarks/fuzz_decoder.py --cases 10000 --ckpt runs/bench/hypervq/checkpoints/last.ckpt \
-        runs/bench/static/checkpoints/last.ckpt --json benchmarks/results/fuzz_decoder.json
+        runs/bench/static/checkpoints/last.ckpt runs/bench/sq/tcq_l0.0015/checkpoints/last.ckpt \
+        --json benchmarks/results/fuzz_decoder.json
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ def _status_mib(field: str) -> float:
     return float("nan")
 
 
+def _kind(codec) -> str:
+    """The row name of a codec: its index entropy model (VQ), or family and quantizer (scalar codec)."""
+    latent = codec.latent
+    return latent.entropy_model.kind if latent.family == "vq" else f"{latent.family}-{latent.config.quantizer}"
+
+
 def _codecs(checkpoints: list[str]) -> dict:
     from rdvq.codec import ImageCodec, VQCodec
     from rdvq.entropy import UniformConfig, UniformModel
@@ -44,9 +51,10 @@ def _codecs(checkpoints: list[str]) -> dict:
     codecs = {}
     for path in checkpoints:
         codec = ImageCodec.from_checkpoint(path)
-        codecs[codec.latent.entropy_model.kind] = codec
-    first = next(iter(codecs.values())).latent
-    codecs.setdefault("uniform", ImageCodec(VQCodec(first.tokenizer, UniformModel(), UniformConfig())))
+        codecs[_kind(codec)] = codec
+    tokenizers = [c.latent.tokenizer for c in codecs.values() if c.latent.family == "vq"]
+    if tokenizers:
+        codecs.setdefault("uniform", ImageCodec(VQCodec(tokenizers[0], UniformModel(), UniformConfig())))
     return codecs
 
 
@@ -124,8 +132,8 @@ def _valid_files(codecs: dict, kodak: Path | None) -> dict[str, list[tuple[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", nargs="+", required=True, help="checkpoints with entropy models (one kind each)")
-    parser.add_argument("--cases", type=int, default=10_000, help="mutated files per entropy model")
+    parser.add_argument("--ckpt", nargs="+", required=True, help="codec checkpoints (one entropy model or quantizer each)")
+    parser.add_argument("--cases", type=int, default=10_000, help="mutated files per codec")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds before a case counts as a hang")
     parser.add_argument("--no-crc-share", type=float, default=0.1, help="share of cases whose CRC is not recomputed")
     parser.add_argument("--kodak", default="../shared/datasets/kodak")
@@ -170,7 +178,7 @@ def main() -> None:
 
 
 def markdown(results: dict, command: str) -> str:
-    lines = [f"Command: `{command}`", "", "| entropy model | cases | outcomes | crashes / untyped / hangs | slowest case | largest memory growth of a case |",
+    lines = [f"Command: `{command}`", "", "| codec | cases | outcomes | crashes / untyped / hangs | slowest case | largest memory growth of a case |",
              "| --- | --- | --- | --- | --- | --- |"]
     for kind, r in results["models"].items():
         bad = sum(n for name, n in r["outcomes"].items() if name.startswith(("CRASH", "UNTYPED", "HANG")))

@@ -20,6 +20,7 @@ from rdvq.errors import BitstreamError, InvalidHeaderError, SizeLimitError
 from rdvq.image_io import read_image
 from rdvq.sample_photos import sample_photo_paths
 from test_codec import make_codec
+from test_sq_codec import make_sq_codec
 
 
 def _status_kib(field: str) -> int:
@@ -62,6 +63,19 @@ def test_crafted_sizes_fail_fast_with_a_typed_error(trained_file, size: tuple[in
     assert peak_mib < 1024, peak_mib
 
 
+@pytest.mark.parametrize("size", [(2048, 2048), (8192, 8192), (1, 1 << 20), (1 << 20, 1), (16384, 16384)])
+def test_crafted_sizes_fail_fast_for_the_scalar_codec(size: tuple[int, int]) -> None:
+    codec = make_sq_codec("tcq4")
+    valid = codec.compress(read_image(sample_photo_paths("val")[0])[:, :64, :96])
+    crafted = container.pack(dataclasses.replace(container.unpack(valid), height=size[0], width=size[1]))
+    error, seconds, peak_mib = _decode_measured(codec, crafted)
+    assert isinstance(error, BitstreamError), error
+    if size[0] * size[1] > codec.max_pixels:
+        assert isinstance(error, SizeLimitError)
+    assert seconds < 2.0, seconds
+    assert peak_mib < 1024, peak_mib
+
+
 def test_max_pixels_is_a_decoder_setting(trained_file) -> None:
     codec, valid = trained_file
     with pytest.raises(SizeLimitError):
@@ -87,6 +101,10 @@ def test_a_tail_floor_at_the_codebook_size_is_invalid(trained_file) -> None:
 
 CODECS = {kind: make_codec("multi", kind) for kind in ("uniform", "static", "hypervq")}
 FILES = {kind: codec.compress(torch.rand(3, 37, 53, generator=torch.Generator().manual_seed(5))) for kind, codec in CODECS.items()}
+# The scalar codec family: the same container and typed errors, with rounding and with TCQ.
+for _quantizer in ("usq", "tcq4"):
+    CODECS[f"sq-{_quantizer}"] = make_sq_codec(_quantizer)
+    FILES[f"sq-{_quantizer}"] = CODECS[f"sq-{_quantizer}"].compress(torch.rand(3, 37, 53, generator=torch.Generator().manual_seed(5)))
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -16,7 +16,8 @@ Latents are computed online, on each batch, by the frozen encoder: the same as p
 hyper-decoder (which moves the means the latents are quantized around) needs no other code path.
 
 Checkpoints have the layout of the family's other stages, so they compress, decompress and
-initialise later stages like any other.
+initialise later stages like any other. A discriminator in the ``init_from`` checkpoint (stages A
+and C keep theirs) continues when the adversarial term is on.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
+from rdvq.checkpointing import load_weights
 from rdvq.codec import FAMILIES, LatentCodec
 from rdvq.codec.sq import MODEL_PREFIX
 from rdvq.codec.vq import ENTROPY_MODEL_PREFIX, TOKENIZER_PREFIX
@@ -41,6 +43,7 @@ from rdvq.stages.file_validation import FileValidation
 from rdvq.stages.scalar_training import RD_POINT_KEY
 
 CODEC_PREFIX = "codec."
+DISCRIMINATOR_PREFIX = "distortion.discriminator."
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ FAMILY_PARTS = {
 class DecoderRetraining(CodecStage):
     def __init__(
         self,
-        init_from: str,
+        init_from: str | None = None,
         options: EncodeOptions | None = None,
         train_hyper_decoder: bool = False,
         lmbda: float | None = None,
@@ -86,7 +89,8 @@ class DecoderRetraining(CodecStage):
             self._init_description, self._init_checkpoint["state_dict"], init_from, engine
         )
         self.rd_point = self._init_checkpoint.get(RD_POINT_KEY)
-        self._init_checkpoint = None  # loaded strictly above; nothing left to apply
+        init_state = self._init_checkpoint["state_dict"]
+        self._init_checkpoint = None  # the codec loaded strictly above; a discriminator follows below
         self.codec.requires_grad_(False)
         trained = [self._part(self.parts.decoder)]
         if train_hyper_decoder:
@@ -104,6 +108,10 @@ class DecoderRetraining(CodecStage):
         for module in trained:
             module.requires_grad_(True)
         self.distortion = DistortionLoss(distortion, adversarial)
+        if self.distortion.discriminator is not None and any(k.startswith(DISCRIMINATOR_PREFIX) for k in init_state):
+            # A discriminator trained with this decoder (stages A and C keep theirs) continues.
+            part = {k[len(DISCRIMINATOR_PREFIX) :]: v for k, v in init_state.items() if k.startswith(DISCRIMINATOR_PREFIX)}
+            load_weights(self.distortion.discriminator, part, source=init_from)
         self.validation = FileValidation()
         stride = self.codec.stride
         with torch.no_grad():  # refuse options the family does not implement now, not at the first batch
