@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from conftest import CONFIGS
+from rdvq.app.training import run_training_cli
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP = ["rd_point0_lambda0.02_tau0.05.ckpt", "rd_point1_lambda0.1_tau0.05.ckpt", "rd_point2_lambda0.5_tau0.02.ckpt"]
@@ -65,3 +67,15 @@ def test_ddp_stage_d_decoder_retraining(stage_b_checkpoint: Path, tmp_path: Path
     with (tmp_path / "logs" / "version_0" / "metrics.csv").open() as handle:
         validation = [row for row in csv.DictReader(handle) if row.get("val/psnr")]
     assert len(validation) == 1  # validated once, over both ranks' images
+
+
+@pytest.mark.parametrize("fragment", ["gpus.yaml", "multinode.yaml"])
+def test_distributed_fragments_parse_on_top_of_stage_configs(fragment: str, capsys) -> None:
+    for stage in ("stage_a_rdvq_multiscale.yaml", "stage_c_joint_rd.yaml"):
+        with pytest.raises(SystemExit) as exit_info:
+            run_training_cli(["fit", "--config", str(REPO / "experiments" / stage),
+                              "--config", str(REPO / "experiments" / "distributed" / fragment), "--print_config"])
+        assert exit_info.value.code == 0
+        trainer = yaml.safe_load(capsys.readouterr().out)["trainer"]
+        assert trainer["accelerator"] == "gpu" and trainer["strategy"] == "ddp_find_unused_parameters_true"
+        assert trainer["num_nodes"] == (1 if fragment == "gpus.yaml" else 2)
