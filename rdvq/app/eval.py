@@ -28,7 +28,7 @@ from rdvq import __version__
 from rdvq.checkpointing import read_checkpoint
 from rdvq.codec.image_codec import ImageCodec
 from rdvq.encode_options import EncodeOptions
-from rdvq.errors import ConfigError, RdvqError
+from rdvq.errors import ConfigError
 from rdvq.evaluation import Evaluation, dists_metric, evaluate, lpips_metric
 from rdvq.image_io import find_images
 from rdvq.plots import plot_rd
@@ -193,15 +193,25 @@ def _curve(name: str, points: list[Point], labels: list[str], dataset: str) -> R
     return RDCurve(name, f"rdvq real files, {len(first.images)} images", results, meta, described)
 
 
+def _curve_mode(mode: str, settings: list[EncodeOptions]) -> str:
+    return ("per-checkpoint" if len(settings) > 1 else "across-checkpoints") if mode == "auto" else mode
+
+
+def _curve_key(mode: str, source: Source, options: EncodeOptions) -> tuple:
+    return (source.path,) if mode == "per-checkpoint" else (source.group, options)
+
+
+def _check_name(name: str | None, mode: str, sources: list[Source], settings: list[EncodeOptions]) -> None:
+    """Before any coding: ``--name`` needs a command that makes one curve."""
+    count = len({_curve_key(mode, s, o) for s in sources for o in settings})
+    if name is not None and count != 1:
+        raise ConfigError(f"--name names a single curve, this command makes {count}")
+
+
 def _curves(points: list[Point], mode: str, multiple_settings: bool, name: str | None, dataset: str) -> list[RDCurve]:
-    if mode == "auto":
-        mode = "per-checkpoint" if multiple_settings else "across-checkpoints"
     groups: dict[tuple, list[Point]] = {}
     for point in points:
-        key = (point.source.path,) if mode == "per-checkpoint" else (point.source.group, point.options)
-        groups.setdefault(key, []).append(point)
-    if name is not None and len(groups) != 1:
-        raise ConfigError(f"--name names a single curve, this command makes {len(groups)}")
+        groups.setdefault(_curve_key(mode, point.source, point.options), []).append(point)
     curves = []
     for members in groups.values():
         first = members[0]
@@ -254,11 +264,15 @@ def run(argv: list[str]) -> int:
     dataset, images = _images(args.images, args.max_images)
     anchors = [read_curve(path) for path in args.anchor]
     references = _references(args.references, dataset)
+    mode = _curve_mode(args.curves, settings)
+    _check_name(args.name, mode, sources, settings)
     out = _out_dir(args.out_dir, args.force)
     lpips, dists = lpips_metric(), dists_metric()
     print(f"{len(images)} images from {dataset}; {len(sources)} checkpoints x {len(settings)} settings; "
           f"LPIPS-alex {'on' if lpips else 'unavailable (no AlexNet weights)'}, "
-          f"DISTS {'on' if dists else 'unavailable (no VGG16 weights)'}")
+          f"DISTS {'on' if dists else 'unavailable (no VGG16 weights)'}; reference curves: "
+          + (", ".join(c.name for c in references) if references else
+             "none (CompressAI's are Kodak results; --references KEY... or all to compare anyway)"))
     points: list[Point] = []
     failures = 0
     for source in sources:
@@ -277,7 +291,7 @@ def run(argv: list[str]) -> int:
             print(_summary_line(points[-1]), flush=True)
     if not points:
         raise ConfigError("no RD point could be evaluated")
-    curves = _curves(points, args.curves, len(settings) > 1, args.name, dataset)
+    curves = _curves(points, mode, len(settings) > 1, args.name, dataset)
     written = _write_outputs(out, points, curves, anchors + references, args.bd_method, dataset, len(images))
     inexact = sum(not r.exact for p in points for r in p.evaluation.images)
     print("wrote " + ", ".join(str(p) for p in written))
