@@ -140,8 +140,8 @@ def test_stage_d_resumes_from_its_own_checkpoint(checkpoints, tmp_path: Path) ->
 
 
 def test_stage_d_refuses_what_the_codec_cannot_do(checkpoints, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--rdo-lambda"):
-        _stage(checkpoints["usq"], options=EncodeOptions(rdo_lambda=1.0))
+    with pytest.raises(ConfigError, match="--top-k"):
+        _stage(checkpoints["usq"], options=EncodeOptions(top_k=4))
     with pytest.raises(ConfigError, match="--slices"):
         _stage(checkpoints["vq"], options=EncodeOptions(slices=2))
     with pytest.raises(ConfigError, match="init_from"):

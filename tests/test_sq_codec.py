@@ -59,13 +59,15 @@ def test_round_trip_is_bit_exact(quantizer: str, size: tuple[int, int]) -> None:
         codec.latent.model.quantizers(levels)
 
 
-def test_tcq_takes_rdo_lambda_and_rounding_refuses_it() -> None:
+@pytest.mark.parametrize("quantizer", ["usq", "tcq4"])
+def test_rdo_lambda_trades_bits_for_distortion(quantizer: str) -> None:
+    """USQ: entropy-constrained rounding; TCQ: the trellis Lagrangian. Files decode unchanged."""
     image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(3))
-    codec = make_sq_codec("tcq4")
+    codec = make_sq_codec(quantizer)
     sizes = [len(assert_round_trip(codec, image, EncodeOptions(rdo_lambda=value))) for value in (0.0, 5.0)]
     assert sizes[1] < sizes[0]  # a larger Lagrangian spends fewer bits
-    with pytest.raises(ConfigError, match="--rdo-lambda"):
-        make_sq_codec("usq").compress(image, EncodeOptions(rdo_lambda=1.0))
+    if quantizer == "usq":  # lambda 0 is rounding
+        assert codec.compress(image, EncodeOptions(rdo_lambda=0.0)) == codec.compress(image)
     with pytest.raises(ConfigError, match="--top-k"):
         codec.compress(image, EncodeOptions(top_k=4))
 

@@ -11,11 +11,11 @@ import math
 import pytest
 import torch
 
+from rdvq.sq.cells import cell_bits, rounding_minima
 from rdvq.sq.trellis import (
     EIGHT_STATES,
     FOUR_STATES,
     TRELLISES,
-    cell_bits,
     cell_bounds,
     class_minima,
     indices_of_levels,
@@ -103,6 +103,22 @@ def test_class_minima_equal_an_exhaustive_search(lmbda: float) -> None:
             torch.testing.assert_close(cost[:, 2 * quantizer + parity], best, rtol=1e-12, atol=1e-9)
             assert (index[:, 2 * quantizer + parity].remainder(2) == parity).all()
             assert (index[:, 2 * quantizer + parity].abs() <= max_index).all()
+
+
+@pytest.mark.parametrize("lmbda", [0.0, 0.3, 5.0])
+def test_entropy_constrained_rounding_equals_an_exhaustive_search(lmbda: float) -> None:
+    generator = torch.Generator().manual_seed(7)
+    residuals = torch.randn(500, generator=generator, dtype=torch.float64) * 10
+    scales = torch.rand(500, generator=generator, dtype=torch.float64) * 6 + 0.11
+    max_index = torch.randint(1, 30, (500,), generator=generator)
+    levels = rounding_minima(residuals, scales, max_index, lmbda)
+    k = torch.arange(-30, 31, dtype=torch.float64)
+    every = (residuals[:, None] - k).square() + lmbda * cell_bits(k - 0.5, k + 0.5, scales[:, None])
+    every = torch.where(k.abs() <= max_index[:, None], every, torch.inf)
+    chosen = (residuals - levels).square() + lmbda * cell_bits(levels - 0.5, levels + 0.5, scales)
+    torch.testing.assert_close(chosen, every.min(-1).values, rtol=1e-12, atol=1e-9)
+    if lmbda == 0.0:  # without a rate term it is rounding (clamped to the table)
+        assert torch.equal(levels, torch.round(residuals).clamp(-max_index, max_index).to(levels.dtype))
 
 
 def _brute_force(residuals, scales, max_index: int, lmbda: float, trellis) -> float:

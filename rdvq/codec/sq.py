@@ -32,6 +32,7 @@ from rdvq.entropy import bottleneck as side
 from rdvq.errors import CheckpointError, ConfigError, InvalidHeaderError, ModelMismatchError
 from rdvq.sq import gaussian
 from rdvq.sq.config import ScalarCodecConfig
+from rdvq.sq.cells import rounding_minima
 from rdvq.sq.model import STRIDE, ScalarHyperprior, join_tiles, tile_spans
 from rdvq.sq.trellis import reconstruction_levels, viterbi
 
@@ -83,8 +84,9 @@ class SQCodec(LatentCodec):
 
     @property
     def options(self) -> frozenset[str]:
-        """Encoder options: TCQ takes ``rdo_lambda`` as its trellis Lagrangian; rounding takes none."""
-        return frozenset() if self.model.trellis is None else frozenset({"rdo_lambda"})
+        """Encoder options: ``rdo_lambda`` is TCQ's trellis Lagrangian (default: the configuration's
+        ``trellis_lambda``); with USQ it turns rounding into exact entropy-constrained rounding."""
+        return frozenset({"rdo_lambda"})
 
     def description(self) -> dict[str, Any]:
         return sq_description(self.config)
@@ -128,7 +130,7 @@ class SQCodec(LatentCodec):
             residual = (analysis.y[..., rows, cols] - means)[0]
             tables = self._table_indexes(scales)[0]
             if self.model.trellis is None:
-                levels = self._gaussian_cdfs.clamp(torch.round(residual), tables)
+                levels = self._round(residual, tables, options.rdo_lambda)
                 encode_indexed(encoder, levels, *_used_tables(tables, self._gaussian_cdfs))
             else:
                 levels = self._encode_trellis_tile(encoder, residual, tables, lmbda)
@@ -136,6 +138,15 @@ class SQCodec(LatentCodec):
         levels = join_tiles(tiles, len(tile_spans(z_hat.shape[-1])))
         z_symbols = torch.round(z_hat - self._medians()).to(torch.int64).cpu()
         return CodedSymbols(self.config.model_id, (), [encoder.finish()], [z_symbols, levels.cpu()])
+
+    def _round(self, residual: torch.Tensor, tables: torch.Tensor, lmbda: float | None) -> torch.Tensor:
+        """USQ levels: rounding, or with ``lmbda`` the exact entropy-constrained choice per latent;
+        either within the range of each latent's table."""
+        if lmbda is None:
+            return self._gaussian_cdfs.clamp(torch.round(residual), tables)
+        scale_table = self.model.gaussian_conditional.scale_table.to(residual.device, torch.float64)
+        max_index = -self._gaussian_cdfs.offsets[tables.cpu()].to(residual.device)
+        return rounding_minima(residual, scale_table[tables], max_index, lmbda).cpu()
 
     def _encode_trellis_tile(
         self, encoder: IndexEncoder, residual: torch.Tensor, tables: torch.Tensor, lmbda: float

@@ -24,7 +24,7 @@ from torch import nn
 
 from rdvq.entropy.bottleneck import TABLE_BUFFERS
 from rdvq.errors import CheckpointError
-from rdvq.sq.trellis import cell_bits
+from rdvq.sq.cells import cell_bits
 
 SCALE_BOUND = 0.11  # CompressAI's default lower bound of the scales, also the first table scale
 

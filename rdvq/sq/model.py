@@ -36,7 +36,8 @@ from torch import nn
 from rdvq.entropy import bottleneck as side
 from rdvq.sq import gaussian
 from rdvq.sq.config import ScalarCodecConfig
-from rdvq.sq.trellis import TRELLISES, Trellis, cell_bits, cell_bounds, quantizers_of_levels
+from rdvq.sq.cells import cell_bits
+from rdvq.sq.trellis import TRELLISES, Trellis, cell_bounds, quantizers_of_levels
 
 Surrogate = Literal["noise", "ste"]
 STRIDE = 64  # g_a (16) times h_a (4)

@@ -21,12 +21,11 @@ The decoder tracks the state as it decodes (:meth:`Trellis.next`), so it selects
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-LN2 = math.log(2.0)
+from rdvq.sq.cells import cell_bits, grid_minimum
 
 # The (quantizer, parity) classes in the order class_minima returns them: class c = 2 * q + p.
 _CLASS_QUANTIZER = (0, 0, 1, 1)
@@ -97,18 +96,6 @@ def cell_bounds(levels: torch.Tensor, quantizers: torch.Tensor) -> tuple[torch.T
     return low, high
 
 
-def cell_bits(low: torch.Tensor, high: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``-log2`` of the mass of ``N(0, scale)`` over ``[low, high]``, accurate far in the tails.
-
-    Cells are reflected onto the negative side, where both ends' normal CDFs are small and exact,
-    and the difference is taken in log space (no underflow, no cancellation)."""
-    flip = (low + high) > 0
-    low, high = torch.where(flip, -high, low), torch.where(flip, -low, high)
-    log_high = torch.special.log_ndtr(high / scale)
-    log_low = torch.special.log_ndtr(low / scale)
-    return -(log_high + torch.log(-torch.expm1(log_low - log_high))) / LN2
-
-
 def class_minima(
     residuals: torch.Tensor, scales: torch.Tensor, max_index: torch.Tensor, lmbda: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,10 +107,9 @@ def class_minima(
     cost = ``(r - level)^2 + lmbda * bits``, exact over ``|k| <= max_index``.
 
     Why it is exact: by symmetry the best level has the sign of ``r``. Along a class, beyond its
-    first element, levels are 4 apart with cells of equal width, so the cost is convex in the
-    position (a squared error plus minus the log of a log-concave cell mass) and increasing beyond
-    the first level at or past ``|r|``: a bisection over that range finds the minimum. Q1's first
-    element (level 0 or 1, narrower cell) is compared separately.
+    first element, levels are 4 apart with cells of equal width, which
+    :func:`~rdvq.sq.cells.grid_minimum` searches exactly; Q1's first element (level 0 or 1, with a
+    narrower cell) is compared separately.
     """
     shape = residuals.shape
     a = residuals.to(torch.float64).abs().reshape(-1, 1)
@@ -132,35 +118,11 @@ def class_minima(
     device = a.device
     parity = torch.tensor(_CLASS_PARITY, device=device)
     quantizer = torch.tensor(_CLASS_QUANTIZER, device=device)
-    offset = torch.tensor(_CLASS_OFFSET, dtype=torch.float64, device=device)
     first = torch.tensor(_CLASS_FIRST_REGULAR, device=device)
-
-    def regular_cost(j: torch.Tensor, a: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-        level = 4.0 * j + offset  # >= 0, cell [level - 1, level + 1], mirrored onto the negative side
-        log_high = torch.special.log_ndtr((1.0 - level) / scale)
-        log_low = torch.special.log_ndtr((-1.0 - level) / scale)
-        bits = -(log_high + torch.log(-torch.expm1(log_low - log_high))) / LN2
-        return (a - level).square() + lmbda * bits
-
+    offset = torch.tensor(_CLASS_OFFSET, dtype=torch.float64, device=device)
     last = torch.div(max_index.to(torch.int64).reshape(-1, 1) - parity, 2, rounding_mode="floor")
-    lo = first.expand_as(last).clone()
-    hi = torch.minimum(torch.ceil((a - offset) / 4.0).to(torch.int64), last).maximum(lo)
-    # Bisection on the (latent, class) pairs whose range holds more than one candidate; most
-    # latents of an image sit within a cell of zero and never enter the loop.
-    active = (lo < hi).nonzero()
-    rows, cols = active[:, 0], active[:, 1]
-    sub_lo, sub_hi = lo[rows, cols], hi[rows, cols]
-    sub_a, sub_scale, sub_offset = a[rows, 0], scale[rows, 0], offset[cols]
-    while sub_lo.numel():
-        mid = torch.div(sub_lo + sub_hi, 2, rounding_mode="floor")
-        right = regular_cost(mid + 1, sub_a, sub_scale, sub_offset) < regular_cost(mid, sub_a, sub_scale, sub_offset)
-        sub_lo, sub_hi = torch.where(right, mid + 1, sub_lo), torch.where(right, sub_hi, mid)
-        lo[rows, cols] = sub_lo
-        open_ = sub_lo < sub_hi
-        rows, cols, sub_lo, sub_hi = rows[open_], cols[open_], sub_lo[open_], sub_hi[open_]
-        sub_a, sub_scale, sub_offset = sub_a[open_], sub_scale[open_], sub_offset[open_]
-    cost = torch.where(last >= first, regular_cost(lo, a, scale, offset), torch.inf)
-    index = parity + 2 * lo
+    cost, j = grid_minimum(a, scale, offset, 4.0, 1.0, first, last, lmbda)
+    index = parity + 2 * j
 
     # Q1's first element: index 0 (level 0) for parity 0, index 1 (level 1) for parity 1.
     special_level = parity[2:].to(torch.float64)
