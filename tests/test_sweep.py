@@ -94,3 +94,17 @@ def test_a_sweep_needs_a_stage_with_a_trade_off_and_enough_steps(tmp_path: Path)
         fit("tiny_stage_a.yaml", tmp_path / "a", *sweep)
     with pytest.raises(ConfigError, match="max_steps 5 ends the run before the sweep's 2 x 3 = 6 steps"):
         fit("tiny_sq.yaml", tmp_path / "b", *sweep, "--trainer.max_steps", "5")
+
+
+def test_the_example_sweep_config_parses_and_prints_back(tmp_path: Path, capsys) -> None:
+    from rdvq.app.training import run_training_cli
+
+    config = REPO / "experiments" / "sweeps" / "sq_rd_sweep_cpu.yaml"
+    with pytest.raises(SystemExit):
+        run_training_cli(["fit", "--config", str(config), "--print_config"])
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(capsys.readouterr().out)
+    with pytest.raises(SystemExit):
+        run_training_cli(["fit", "--config", str(printed), "--print_config"])
+    assert capsys.readouterr().out == printed.read_text()
+    assert "callbacks.RDSweep" in printed.read_text() and "lmbda: 0.004" in printed.read_text()
