@@ -9,9 +9,14 @@
    USQ before and after stage D, of every retrained curve against its original and against its
    control.
 3. TCQ's Viterbi search: time per Kodak image (the search alone, and the whole encoder).
-4. The trellis Lagrangian each TCQ model uses next to the one its training lambda implies,
-   ``lambda / g``, with ``g`` the synthesis gain (image MSE times pixels per unit of squared latent
-   error, measured with small latent perturbations on Kodak).
+4. The Lagrangian of the encoder's rate-distortion decisions, in latent units: the training
+   objective ``MSE + lambda * bpp`` implies ``lambda / g``, with ``g`` the synthesis gain (image
+   MSE times pixels per unit of squared latent error, measured with small latent perturbations on
+   the first 4 Kodak images). TCQ is evaluated (and stage D trains) at that Lagrangian
+   (``--rdo-lambda``), and USQ beside plain rounding also with entropy-constrained rounding at its
+   own ``lambda / g`` (USQ+RDO), so that TCQ's gain over USQ is not just the gain of RD decisions.
+   ``--implied-lambda CKPT`` prints the value for one checkpoint (the commands in BENCHMARKS.md
+   pass it to stage D).
 5. VQ codec with entropy-constrained index selection (``--rdo-lambda``): PSNR before and after
    stage D on the same files (the encoder and entropy model are frozen, so the indices and file
    sizes are identical), and with nearest-codeword indices, which stage D did not train on.
@@ -51,6 +56,7 @@ from rdvq.image_io import find_images, read_image  # noqa: E402
 from rdvq.padding import pad_to_multiple  # noqa: E402
 from rdvq.rd_curves import RDCurve, bd  # noqa: E402
 
+GAIN_IMAGES = 4  # the first Kodak images, always these, so lambda / g is one number per model
 RUN_NAME = re.compile(r"^(usq|tcq)_l([0-9.]+)(_d|_more)?$")
 VARIANTS = {"": "original", "_d": "stage D", "_more": "control"}
 METHODS = ("akima", "pchip")
@@ -92,7 +98,7 @@ def summarize(codec: ImageCodec, images, options: EncodeOptions, label: str) -> 
     return summary, streams
 
 
-def viterbi_seconds(codec: ImageCodec, images) -> dict:
+def viterbi_seconds(codec: ImageCodec, images, options: EncodeOptions) -> dict:
     """Mean time per image of the Viterbi search alone and of the whole encoder (TCQ codecs)."""
     spent = []
     original = sq_codec.viterbi
@@ -109,11 +115,24 @@ def viterbi_seconds(codec: ImageCodec, images) -> dict:
         for _, image in tqdm(images, desc="viterbi timing", unit="image"):
             spent.append(0.0)
             start = time.perf_counter()
-            codec.compress(image)
+            codec.compress(image, options)
             encode.append(time.perf_counter() - start)
     finally:
         sq_codec.viterbi = original
     return {"viterbi_s": statistics.fmean(spent), "viterbi_max_s": max(spent), "encode_s": statistics.fmean(encode)}
+
+
+def implied_lambda(codec: ImageCodec, lmbda: float, images) -> float:
+    """The latent-domain Lagrangian the training objective implies: ``lambda / g``."""
+    return lmbda / synthesis_gain(codec, images)
+
+
+def recorded_lambda(path: Path) -> float:
+    """The training lambda a scalar-codec checkpoint records."""
+    from rdvq.checkpointing import read_checkpoint
+    from rdvq.stages.scalar_training import RD_POINT_KEY
+
+    return float(read_checkpoint(path)[RD_POINT_KEY]["lmbda"])
 
 
 @torch.no_grad()
@@ -122,7 +141,7 @@ def synthesis_gain(codec: ImageCodec, images, noise: float = 0.05) -> float:
     latent = codec.latent
     gains = []
     generator = torch.Generator().manual_seed(0)
-    for _, image in images[:4]:
+    for _, image in images[:GAIN_IMAGES]:
         padded = pad_to_multiple(image[None], latent.stride)
         symbols = latent.encode(latent.analyze(padded), EncodeOptions()).symbols
         z_hat = latent.hyper_latent(symbols[0])
@@ -162,12 +181,13 @@ def markdown(results: dict, command: str) -> str:
     lines = [f"Command: `{command}`", ""]
     rows = results["points"]
     originals = {(r["quantizer"], r["lmbda"]): r for r in rows if r["variant"] == "original"}
-    lines += ["| quantizer | lambda | model | bpp | PSNR dB | MS-SSIM dB | vs original: PSNR | enc s | dec s | bit-exact |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["| quantizer | lambda | model | --rdo-lambda | bpp | PSNR dB | MS-SSIM dB | vs original | enc s | dec s | bit-exact |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in sorted(rows, key=lambda r: (r["quantizer"], -r["lmbda"], list(VARIANTS.values()).index(r["variant"]))):
         base = originals.get((r["quantizer"], r["lmbda"]))
         delta = "" if base is None or r["variant"] == "original" else f"{r['psnr'] - base['psnr']:+.3f} dB at {r['bpp'] / base['bpp']:.4f}x bpp"
-        lines.append(f"| {r['quantizer'].upper()} | {r['lmbda']:g} | {r['variant']} | {r['bpp']:.4f} | {r['psnr']:.3f} | "
+        rdo = "" if r["rdo_lambda"] is None else f"{r['rdo_lambda']:.4f}"
+        lines.append(f"| {r['quantizer'].upper()} | {r['lmbda']:g} | {r['variant']} | {rdo} | {r['bpp']:.4f} | {r['psnr']:.3f} | "
                      f"{r['ms_ssim_db']:.3f} | {delta} | {r['encode_seconds']:.3f} | {r['decode_seconds']:.3f} | "
                      f"{'yes' if r['all_exact'] else 'NO'} |")
     lines += ["", "| test | anchor | interpolation | BD-rate | BD-PSNR | note |", "| --- | --- | --- | --- | --- | --- |"]
@@ -176,11 +196,10 @@ def markdown(results: dict, command: str) -> str:
         psnr = "n/a" if row["bd_metric"] is None else f"{row['bd_metric']:+.3f} dB"
         lines.append(f"| {row['test']} | {row['anchor']} | {row['method']} | {rate} | {psnr} | {row['note']} |")
     if results.get("viterbi"):
-        lines += ["", "| TCQ model | Viterbi s / image (mean, max) | whole encoder s / image | trellis lambda used | lambda / g |",
-                  "| --- | --- | --- | --- | --- |"]
+        lines += ["", "| TCQ model | --rdo-lambda (lambda / g) | Viterbi s / image (mean, max) | whole encoder s / image |",
+                  "| --- | --- | --- | --- |"]
         for name, v in results["viterbi"].items():
-            lines.append(f"| {name} | {v['viterbi_s']:.3f}, {v['viterbi_max_s']:.3f} | {v['encode_s']:.3f} | "
-                         f"{v['trellis_lambda']:g} | {v['implied_lambda']:.3f} |")
+            lines.append(f"| {name} | {v['rdo_lambda']:.4f} | {v['viterbi_s']:.3f}, {v['viterbi_max_s']:.3f} | {v['encode_s']:.3f} |")
     if results.get("vq"):
         vq = results["vq"]
         lines += ["", f"| VQ indices | model | bpp | PSNR dB | MS-SSIM dB | same files |", "| --- | --- | --- | --- | --- | --- |"]
@@ -202,30 +221,46 @@ def main() -> None:
     parser.add_argument("--vq-rdo-lambda", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--implied-lambda", type=Path, metavar="CKPT", help="only print lambda / g of this checkpoint")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not args.kodak.is_dir():
         raise SystemExit(f"Kodak folder not found: {args.kodak}")
+    gain_images = kodak_images(args.kodak, GAIN_IMAGES)
+    if args.implied_lambda is not None:
+        codec = ImageCodec.from_checkpoint(args.implied_lambda)
+        print(f"{implied_lambda(codec, recorded_lambda(args.implied_lambda), gain_images):.6f}")
+        return
     images = kodak_images(args.kodak, args.limit)
     points = discover(args.runs)
     results: dict = {"images": len(images), "points": [], "bd": [], "viterbi": {}}
-    for point in points:
+    # Every point of one (quantizer, lambda) is coded at the Lagrangian its original implies.
+    lagrangians = {(p.quantizer, p.lmbda): implied_lambda(ImageCodec.from_checkpoint(p.path), p.lmbda, gain_images)
+                   for p in points if p.variant == "original"}
+    for point in list(points):
         codec = ImageCodec.from_checkpoint(point.path)
-        point.summary, _ = summarize(codec, images, EncodeOptions(), f"{point.quantizer} {point.lmbda:g} {point.variant}")
-        results["points"].append({"quantizer": point.quantizer, "lmbda": point.lmbda, "variant": point.variant,
-                                  "checkpoint": str(point.path), **point.summary})
+        rdo = lagrangians[(point.quantizer, point.lmbda)]
+        runs = [(point, EncodeOptions(rdo_lambda=rdo) if point.quantizer == "tcq" else EncodeOptions())]
+        if point.quantizer == "usq" and point.variant == "original":
+            extra = Point("usq+rdo", point.lmbda, point.variant, point.path)
+            points.append(extra)
+            runs.append((extra, EncodeOptions(rdo_lambda=rdo)))
+        for target, options in runs:
+            target.summary, _ = summarize(codec, images, options, f"{target.quantizer} {target.lmbda:g} {target.variant}")
+            results["points"].append({"quantizer": target.quantizer, "lmbda": target.lmbda, "variant": target.variant,
+                                      "rdo_lambda": options.rdo_lambda, "checkpoint": str(target.path), **target.summary})
         if point.quantizer == "tcq" and point.variant == "original":
-            timing = viterbi_seconds(codec, images)
-            timing["trellis_lambda"] = codec.latent.config.trellis_lambda
-            timing["implied_lambda"] = point.lmbda / synthesis_gain(codec, images)
+            timing = viterbi_seconds(codec, images, EncodeOptions(rdo_lambda=rdo))
+            timing["rdo_lambda"] = rdo
             results["viterbi"][f"TCQ lambda {point.lmbda:g}"] = timing
     curves = {}
-    for quantizer in ("usq", "tcq"):
+    for quantizer in ("usq", "usq+rdo", "tcq"):
         for variant in VARIANTS.values():
             chosen = [p for p in points if p.quantizer == quantizer and p.variant == variant]
             if chosen:
                 curves[f"{quantizer.upper()} {variant}"] = curve(chosen, f"{quantizer.upper()} {variant}")
-    pairs = [("TCQ original", "USQ original"), ("TCQ stage D", "USQ stage D")]
+    pairs = [("TCQ original", "USQ original"), ("TCQ original", "USQ+RDO original"), ("USQ+RDO original", "USQ original"),
+             ("TCQ stage D", "USQ stage D")]
     for quantizer in ("USQ", "TCQ"):
         pairs += [(f"{quantizer} stage D", f"{quantizer} original"), (f"{quantizer} control", f"{quantizer} original"),
                   (f"{quantizer} stage D", f"{quantizer} control")]

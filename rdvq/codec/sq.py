@@ -122,18 +122,18 @@ class SQCodec(LatentCodec):
 
     def encode(self, analysis: SQAnalysis, options: EncodeOptions) -> CodedSymbols:
         options.check_supported(self.options, f"the scalar codec ({self.config.quantizer})")
-        lmbda = self.config.trellis_lambda if options.rdo_lambda is None else options.rdo_lambda
+        trellis_lambda = self.config.trellis_lambda if options.rdo_lambda is None else options.rdo_lambda
         encoder = IndexEncoder()
         z_hat = side.encode_hyper(self.model.entropy_bottleneck, analysis.z, encoder)
         tiles = []
         for rows, cols, means, scales in self.model.gaussian_tiles(z_hat):
             residual = (analysis.y[..., rows, cols] - means)[0]
-            tables = self._table_indexes(scales)[0]
+            tables = self._table_indexes(scales)[0].cpu()
             if self.model.trellis is None:
                 levels = self._round(residual, tables, options.rdo_lambda)
                 encode_indexed(encoder, levels, *_used_tables(tables, self._gaussian_cdfs))
             else:
-                levels = self._encode_trellis_tile(encoder, residual, tables, lmbda)
+                levels = self._encode_trellis_tile(encoder, residual, tables, trellis_lambda)
             tiles.append(levels.unsqueeze(0))
         levels = join_tiles(tiles, len(tile_spans(z_hat.shape[-1])))
         z_symbols = torch.round(z_hat - self._medians()).to(torch.int64).cpu()
@@ -144,9 +144,9 @@ class SQCodec(LatentCodec):
         either within the range of each latent's table."""
         if lmbda is None:
             return self._gaussian_cdfs.clamp(torch.round(residual), tables)
-        scale_table = self.model.gaussian_conditional.scale_table.to(residual.device, torch.float64)
-        max_index = -self._gaussian_cdfs.offsets[tables.cpu()].to(residual.device)
-        return rounding_minima(residual, scale_table[tables], max_index, lmbda).cpu()
+        scale_table = self.model.gaussian_conditional.scale_table.to(torch.float64).cpu()
+        max_index = -self._gaussian_cdfs.offsets[tables]
+        return rounding_minima(residual.cpu(), scale_table[tables], max_index, lmbda)
 
     def _encode_trellis_tile(
         self, encoder: IndexEncoder, residual: torch.Tensor, tables: torch.Tensor, lmbda: float
@@ -154,15 +154,15 @@ class SQCodec(LatentCodec):
         """Viterbi over the tile's rows (one trellis per channel and row), then its indices column by
         column; returns the tile's reconstruction levels (M, h, w)."""
         channels, height, width = residual.shape
-        scale_table = self.model.gaussian_conditional.scale_table.to(residual.device, torch.float64)
-        max_index = self.model.trellis_tables.max_index(2 * tables.cpu()).to(residual.device)
+        scale_table = self.model.gaussian_conditional.scale_table.to(torch.float64).cpu()
+        max_index = self.model.trellis_tables.max_index(2 * tables).cpu()
         path = viterbi(
-            residual.reshape(-1, width), scale_table[tables].reshape(-1, width), max_index.reshape(-1, width), lmbda,
+            residual.cpu().reshape(-1, width), scale_table[tables].reshape(-1, width), max_index.reshape(-1, width), lmbda,
             self.model.trellis,
         )
-        indices = path.indices.reshape(channels, height, width).cpu()
-        quantizers = path.quantizers.reshape(channels, height, width).cpu()
-        rows = 2 * tables.cpu() + quantizers
+        indices = path.indices.reshape(channels, height, width)
+        quantizers = path.quantizers.reshape(channels, height, width)
+        rows = 2 * tables + quantizers
         for column in range(width):
             encode_indexed(encoder, indices[..., column], *_used_tables(rows[..., column], self._trellis_cdfs))
         return reconstruction_levels(indices, quantizers)
