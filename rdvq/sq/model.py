@@ -67,7 +67,7 @@ def join_tiles(tiles: list[torch.Tensor], columns: int) -> torch.Tensor:
 
 @dataclass
 class Forward:
-    """A training or validation pass: the reconstruction and the bits of each image."""
+    """A training pass: the reconstruction and the bits of each image under the surrogate."""
 
     x_hat: torch.Tensor  # (B, 3, H, W), unclamped
     y_bits: torch.Tensor  # (B,)
