@@ -130,7 +130,7 @@ def test_bad_inputs_are_one_line_errors(
         ((stage_b_checkpoint, "--slices", 0), "slices must be >= 1"),
         ((stage_b_checkpoint, "--anchor", tmp_path / "absent.json"), "results file not found"),
         ((stage_b_checkpoint, "--references", "nonsense"), "unknown reference curve 'nonsense'"),
-        ((stage_b_checkpoint, stage_b_checkpoint, "--slices", 1, 2, "--name", "x"), "--name names a single curve, this command makes 2"),
+        ((stage_a_checkpoint, stage_b_checkpoint, "--slices", 1, 2, "--name", "x"), "--name names a single curve, this command makes 2"),
     ]
     for args, message in cases:
         code, _, stderr = _eval(capsys, *args, "--out-dir", tmp_path / "out")
