@@ -27,6 +27,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rdvq.coding import IndexDecoder, IndexEncoder
 from rdvq.coding import probability as P
 from rdvq.coding.engine import ProbabilityEngine
 from rdvq.coding.tables import FrequencyTable
@@ -263,7 +264,7 @@ def test_engine_dispatch_and_chunks(monkeypatch, gen) -> None:
     engine = ProbabilityEngine("triton", top_k=5, max_elements=20_000)
     assert engine.kernel_rows_per_chunk(3000) == 9  # 20000 // max(2 * 5, 2048)
     chunks = list(engine.gaussian_tables(on_device(params), codebook))
-    assert len(calls) == len(chunks) == 3
+    assert len(calls) == 3 and len(chunks) == 1  # launches of 9 rows, joined into one coding block
     assert all(c.freqs.device.type == "cpu" and c.candidates.device.type == "cpu" for c in chunks)
     assert torch.equal(torch.cat([c.full() for c in chunks]), expected)
 
@@ -278,15 +279,30 @@ def test_engine_dispatch_and_chunks(monkeypatch, gen) -> None:
 
 
 def test_engine_configuration_errors(monkeypatch) -> None:
-    with pytest.raises(ConfigError, match="choose auto, torch or triton"):
+    with pytest.raises(ConfigError, match="choose auto, torch, numba, triton"):
         ProbabilityEngine("cuda")
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ConfigError, match="needs CUDA tensors"):
         next(ProbabilityEngine("triton").logit_tables(torch.zeros(2, 4)))
-    assert not ProbabilityEngine("auto").uses_triton(torch.device("cpu"))
+    assert ProbabilityEngine("auto").backend(torch.device("cpu")) == "numba"
     monkeypatch.setattr("rdvq.coding.engine.triton_available", lambda: False)
     with pytest.raises(ConfigError, match="triton package"):
         ProbabilityEngine("triton")
+
+
+def test_tail_floor_streams_do_not_depend_on_launch_sizes(gen) -> None:
+    """With the tail floor a coding block's slots precede its escapes, so a kernel launched on
+    9-row chunks must still write the bytes of the reference's one-block pass."""
+    logits = torch.randn(2100, 700, generator=gen) * 3
+    symbols = torch.randint(0, 700, (2100,), generator=gen)
+    streams = []
+    for engine in (ProbabilityEngine("torch", top_k=3), ProbabilityEngine("triton", top_k=3, max_elements=20_000)):
+        encoder = IndexEncoder()
+        engine.encode_logits(encoder, symbols, logits.to(DEVICE) if engine.name == "triton" else logits)
+        streams.append(encoder.finish())
+    assert streams[0] == streams[1]
+    triton = ProbabilityEngine("triton", top_k=3, max_elements=20_000)
+    assert torch.equal(triton.decode_logits(IndexDecoder(streams[0]), logits.to(DEVICE)), symbols)
 
 
 # ------------------------------------------------------------------------------------- codec

@@ -1,28 +1,39 @@
-"""Dispatch between implementations of the probability engine, in memory-bounded row chunks.
+"""Dispatch between implementations of the probability engine, and the order symbols are coded in.
 
 All implementations return identical integer tables (see :mod:`rdvq.coding.probability`), so the
 choice of engine changes speed only, never the bitstream:
 
 * ``"torch"``: the reference in :mod:`rdvq.coding.probability`, on the inputs' device.
-* ``"triton"``: the fused kernel in :mod:`triton_kernels.probability` (CUDA tensors, or CPU tensors
-  in Triton's interpreter when ``TRITON_INTERPRET=1`` was set before Python started).
-* ``"auto"``: the kernel for CUDA tensors when Triton imports, and whenever ``TRITON_INTERPRET=1``
-  is set; the reference otherwise.
-
-Tables are always handed back on the CPU, where the range coder runs.
+* ``"numba"``: the fused CPU kernel in :mod:`rdvq.coding.cpu_kernel` (CPU tensors).
+* ``"triton"``: the fused GPU kernel, the ``triton`` entry of the ``rdvq.probability_kernels``
+  entry-point group (``triton_kernels.probability`` in this distribution; CUDA tensors, or CPU
+  tensors in Triton's interpreter when ``TRITON_INTERPRET=1`` was set before Python started).
+  Looking it up by entry point keeps the core free of imports of the top-level packages.
+* ``"auto"``: the Triton kernel for CUDA tensors (and whenever ``TRITON_INTERPRET=1`` is set),
+  the numba kernel for CPU tensors.
 
 Entropy models code through :meth:`ProbabilityEngine.encode_gaussian`, ``decode_gaussian``,
-``encode_logits`` and ``decode_logits``: they say *what* to code under which distributions and
-the engine decides how (which tables to build, in which chunks), so faster paths need no change
-in the models. Decoding goes chunk by chunk, so an overdrawn stream stops at the first chunk.
+``encode_logits`` and ``decode_logits``: they say *what* to code under which distributions and the
+engine decides how (which tables to build, in which chunks). The encoder gets only what it needs:
+with full tables the numba path hands the coder each symbol's interval, never a table.
+
+Coding order (part of the format). Without the tail floor, symbols are coded one after another
+in the order given. With it, positions go in *coding blocks* of :func:`coding_block` positions,
+``max(1, 2^22 // K)``: a block's candidate slots first, then its escaped symbols' offsets.
+Memory chunks never change that order, so every engine writes the same bytes.
+
+Decoding goes chunk by chunk (never more than one coding block), so an overdrawn stream stops at
+the first chunk that overdraws.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
+import importlib.metadata
 import os
+import weakref
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Literal
 
 import torch
@@ -33,18 +44,21 @@ from rdvq.coding.range_coder import IndexDecoder, IndexEncoder
 from rdvq.coding.tables import FrequencyTable
 from rdvq.errors import ConfigError
 
-EngineName = Literal["auto", "torch", "triton"]
-ENGINES = ("auto", "torch", "triton")
+EngineName = Literal["auto", "torch", "numba", "triton"]
+ENGINES = ("auto", "torch", "numba", "triton")
+KERNEL_ENTRY_POINTS = "rdvq.probability_kernels"
+CODING_BLOCK_CELLS = 1 << 22
+# The numba path works on row chunks of this many cells (2 MiB of float64): cache-sized.
+_CPU_CHUNK_CELLS = 1 << 18
+# The pruned tail-floor search pays for itself for codebooks at least this large and this many
+# times `top_k`; below that a full pass over K costs less than the search (measured).
+_PRUNE_MIN_SIZE = 4096
+_PRUNE_FACTOR = 4
 
 
-@functools.cache
-def triton_available() -> bool:
-    """True when Triton and the kernel module import in this environment."""
-    try:
-        importlib.import_module("triton_kernels.probability")
-    except Exception:  # ImportError, or a broken install raising something else at import
-        return False
-    return True
+def coding_block(alphabet_size: int) -> int:
+    """Positions per coding block of the bounded tail floor (see the module docstring)."""
+    return max(1, CODING_BLOCK_CELLS // alphabet_size)
 
 
 def triton_interpreting() -> bool:
@@ -52,16 +66,57 @@ def triton_interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
 
 
+@functools.cache
+def triton_kernel() -> ModuleType | None:
+    """The Triton kernel module registered for this distribution, or None when it does not load."""
+    for entry in importlib.metadata.entry_points(group=KERNEL_ENTRY_POINTS, name="triton"):
+        try:
+            return entry.load()
+        except Exception:  # ImportError, or a broken install raising something else at import
+            return None
+    return None
+
+
+def triton_available() -> bool:
+    return triton_kernel() is not None
+
+
+@functools.cache
+def _cpu_kernel() -> ModuleType:
+    from rdvq.coding import cpu_kernel  # numba compiles (or loads its cache) on first use
+
+    return cpu_kernel
+
+
+_clustered: dict[int, object] = {}  # id of a codebook's values tensor -> its clusters, while it lives
+
+
+def _clustered_codebook(codebook: FixedPointCodebook):
+    """The codebook's clusters for the pruned search, built once per codebook tensor."""
+    key = id(codebook.values)
+    if key not in _clustered:
+        size = 1 << ((codebook.size.bit_length() + 1) // 2)  # about sqrt(K) codewords per cluster
+        _clustered[key] = _cpu_kernel().ClusteredCodebook(codebook.values.cpu().numpy(), size)
+        weakref.finalize(codebook.values, _clustered.pop, key, None)
+    return _clustered[key]
+
+
+def _spans(count: int, step: int) -> Iterator[slice]:
+    for start in range(0, count, step):
+        yield slice(start, min(start + step, count))
+
+
 class ProbabilityEngine:
-    """Turns logits or Gaussians into frequency tables, ``max_elements`` table cells at a time.
+    """Turns logits or Gaussians into frequency tables and codes symbols under them.
 
     ``top_k`` enables the bounded tail floor: only the ``top_k`` most likely symbols of each
     position get modelled mass, which keeps coding fast and compact for very large codebooks.
+    ``max_elements`` bounds the table cells the reference and the Triton kernel hold at once.
     """
 
     def __init__(self, name: EngineName = "auto", top_k: int | None = None, max_elements: int = 1 << 22) -> None:
         if name not in ENGINES:
-            raise ConfigError(f"unknown probability engine {name!r} (choose auto, torch or triton)")
+            raise ConfigError(f"unknown probability engine {name!r} (choose {', '.join(ENGINES)})")
         if top_k is not None and top_k < 1:
             raise ConfigError(f"top_k must be >= 1, got {top_k}")
         if name == "triton" and not triton_available():
@@ -74,70 +129,174 @@ class ProbabilityEngine:
         return max(1, self.max_elements // alphabet_size)
 
     def kernel_rows_per_chunk(self, alphabet_size: int) -> int:
-        """Rows per kernel launch: the kernel allocates only its output (full rows, or the
+        """Rows per Triton launch: the kernel allocates only its output (full rows, or the
         ``top_k`` candidates and their frequencies) plus a 2048-bin histogram per row."""
         keep = min(self.top_k or alphabet_size, alphabet_size)
         width = alphabet_size if keep == alphabet_size else 2 * keep
         return max(1, self.max_elements // max(width, ref.NUM_BUCKETS))
 
-    def uses_triton(self, device: torch.device) -> bool:
-        """Whether tensors on ``device`` go to the Triton kernel."""
-        if self.name == "torch":
-            return False
+    def backend(self, device: torch.device) -> Literal["torch", "numba", "triton"]:
+        """Which implementation tensors on ``device`` go to."""
         interpreting = triton_interpreting()
+        if self.name == "torch":
+            return "torch"
         if self.name == "auto":
-            return (device.type == "cuda" or interpreting) and triton_available()
+            return "triton" if (device.type == "cuda" or interpreting) and triton_available() else (
+                "numba" if device.type == "cpu" else "torch"
+            )
+        if self.name == "numba":
+            if device.type != "cpu":
+                raise ConfigError(f"probability engine 'numba' runs on the CPU, got {device.type} tensors")
+            return "numba"
         if device.type != "cuda" and not interpreting:
             raise ConfigError(
                 f"probability engine 'triton' needs CUDA tensors, got {device.type} ones "
                 "(set TRITON_INTERPRET=1 before starting Python to run the kernel on the CPU)"
             )
-        return True
+        return "triton"
 
+    def uses_triton(self, device: torch.device) -> bool:
+        return self.backend(device) == "triton"
+
+    def _compact(self, alphabet_size: int) -> bool:
+        return self.top_k is not None and self.top_k < alphabet_size
+
+    # ------------------------------------------------------------------ tables
     def logit_tables(self, logits: torch.Tensor) -> Iterator[FrequencyTable]:
-        """Tables for (N, K) logits, one chunk of rows at a time."""
-        if self.uses_triton(logits.device):
-            from triton_kernels import probability as kernel
-
-            step = self.kernel_rows_per_chunk(logits.shape[-1])
-            for start in range(0, logits.shape[0], step):
-                yield kernel.logit_tables(logits[start : start + step], self.top_k, "table").to("cpu")
-            return
-        step = self.rows_per_chunk(logits.shape[-1])
-        for start in range(0, logits.shape[0], step):
-            yield ref.frequency_table(ref.logit_buckets(logits[start : start + step]), self.top_k).to("cpu")
+        """Tables for (N, K) logits: a coding block at a time with the tail floor, else chunks of rows."""
+        backend = self.backend(logits.device)
+        size = logits.shape[-1]
+        for span in self._table_spans(logits.shape[0], size, backend):
+            yield self._logit_table(logits[span], backend)
 
     def gaussian_tables(self, params: GaussianParameters, codebook: FixedPointCodebook) -> Iterator[FrequencyTable]:
-        """Tables for per-position Gaussians over a fixed-point codebook, one chunk of rows at a time."""
-        if self.uses_triton(params.mean.device):
-            from triton_kernels import probability as kernel
+        """Tables for per-position Gaussians over a fixed-point codebook, spans as :meth:`logit_tables`."""
+        backend = self.backend(params.mean.device)
+        for span in self._table_spans(params.num_positions, codebook.size, backend):
+            yield self._gaussian_table(params[span], codebook, backend)
 
-            prepared = kernel.KernelCodebook.from_fixed_point(codebook, params.mean.device)  # once for all chunks
-            step = self.kernel_rows_per_chunk(codebook.size)
-            for start in range(0, params.num_positions, step):
-                chunk = params[start : start + step]
-                yield kernel.gaussian_tables(chunk, prepared, self.top_k, "table").to("cpu")
-            return
-        step = self.rows_per_chunk(codebook.size)
-        for start in range(0, params.num_positions, step):
-            chunk = params[start : start + step]
-            yield ref.frequency_table(ref.gaussian_buckets(chunk, codebook), self.top_k).to("cpu")
+    def _table_spans(self, count: int, size: int, backend: str) -> Iterator[slice]:
+        if self._compact(size):
+            return _spans(count, coding_block(size))
+        if backend == "triton":
+            return _spans(count, self.kernel_rows_per_chunk(size))
+        if backend == "numba":
+            return _spans(count, min(self.rows_per_chunk(size), max(1, _CPU_CHUNK_CELLS // size)))
+        return _spans(count, self.rows_per_chunk(size))
+
+    def _logit_table(self, logits: torch.Tensor, backend: str) -> FrequencyTable:
+        size = logits.shape[-1]
+        keep = self.top_k if self._compact(size) else None
+        if backend == "triton":
+            kernel = triton_kernel()
+            parts = [kernel.logit_tables(logits[s], keep, "table").to("cpu") for s in _spans(logits.shape[0], self.kernel_rows_per_chunk(size))]
+            return _joined(parts, size)
+        if backend == "numba":
+            cpu = _cpu_kernel()
+            scores = _logit_scores(logits)
+            if keep is None:
+                return FrequencyTable(freqs=torch.from_numpy(cpu.coder_rows(scores, None)).to(torch.int64) + 1, alphabet_size=size)
+            candidates, freqs = cpu.compact(scores, None, keep)
+            return FrequencyTable(torch.from_numpy(freqs), size, torch.from_numpy(candidates))
+        return ref.frequency_table(ref.logit_buckets(logits), keep).to("cpu")
+
+    def _gaussian_table(self, params: GaussianParameters, codebook: FixedPointCodebook, backend: str) -> FrequencyTable:
+        size = codebook.size
+        keep = self.top_k if self._compact(size) else None
+        if backend == "triton":
+            kernel = triton_kernel()
+            prepared = kernel.KernelCodebook.from_fixed_point(codebook, params.mean.device)
+            step = self.kernel_rows_per_chunk(size)
+            parts = [kernel.gaussian_tables(params[s], prepared, keep, "table").to("cpu") for s in _spans(params.num_positions, step)]
+            return _joined(parts, size)
+        if backend == "numba":
+            cpu = _cpu_kernel()
+            if keep is None:
+                rows = cpu.coder_rows(*_gaussian_scores(params, codebook))
+                return FrequencyTable(freqs=torch.from_numpy(rows).to(torch.int64) + 1, alphabet_size=size)
+            candidates, freqs = self._cpu_gaussian_compact(params, codebook, keep)
+            return FrequencyTable(torch.from_numpy(freqs), size, torch.from_numpy(candidates))
+        return ref.frequency_table(ref.gaussian_buckets(params, codebook), keep).to("cpu")
+
+    @staticmethod
+    def _cpu_gaussian_compact(params: GaussianParameters, codebook: FixedPointCodebook, keep: int):
+        cpu = _cpu_kernel()
+        if codebook.size < max(_PRUNE_MIN_SIZE, _PRUNE_FACTOR * keep):
+            return cpu.compact(*_gaussian_scores(params, codebook), keep)
+        weights = None if params.dim_weights is None else params.dim_weights.to(torch.float64).numpy()
+        return cpu.gaussian_compact_pruned(
+            params.mean.to(torch.float64).numpy(), params.scale.numpy(), weights, _clustered_codebook(codebook), keep
+        )
 
     # ------------------------------------------------------------------ coding
     def encode_gaussian(
         self, encoder: IndexEncoder, symbols: torch.Tensor, params: GaussianParameters, codebook: FixedPointCodebook
     ) -> None:
         """Encode ``symbols`` (N,) under the per-position Gaussians ``params`` over ``codebook``."""
+        symbols = symbols.reshape(-1)
+        backend = self.backend(params.mean.device)
+        if backend == "numba" and not self._compact(codebook.size):
+            for span in self._table_spans(params.num_positions, codebook.size, backend):
+                scores, scales = _gaussian_scores(params[span], codebook)
+                encoder.encode_intervals(*_cpu_kernel().intervals(scores, scales, _symbols(symbols[span])), codebook.size)
+            return
         encoder.encode_tables(symbols, self.gaussian_tables(params, codebook))
 
     def decode_gaussian(self, decoder: IndexDecoder, params: GaussianParameters, codebook: FixedPointCodebook) -> torch.Tensor:
         """Decode (N,) int64 symbols coded with :meth:`encode_gaussian`."""
+        backend = self.backend(params.mean.device)
+        if backend == "numba" and not self._compact(codebook.size):
+            spans = self._table_spans(params.num_positions, codebook.size, backend)
+            return _joined_symbols(
+                decoder.decode_rows(_cpu_kernel().coder_rows(*_gaussian_scores(params[span], codebook))) for span in spans
+            )
         return decoder.decode_tables(self.gaussian_tables(params, codebook))
 
     def encode_logits(self, encoder: IndexEncoder, symbols: torch.Tensor, logits: torch.Tensor) -> None:
         """Encode ``symbols`` (N,) under the per-position distributions softmax(``logits``) (N, K)."""
+        symbols = symbols.reshape(-1)
+        size = logits.shape[-1]
+        backend = self.backend(logits.device)
+        if backend == "numba" and not self._compact(size):
+            for span in self._table_spans(logits.shape[0], size, backend):
+                starts, freqs = _cpu_kernel().intervals(_logit_scores(logits[span]), None, _symbols(symbols[span]))
+                encoder.encode_intervals(starts, freqs, size)
+            return
         encoder.encode_tables(symbols, self.logit_tables(logits))
 
     def decode_logits(self, decoder: IndexDecoder, logits: torch.Tensor) -> torch.Tensor:
         """Decode (N,) int64 symbols coded with :meth:`encode_logits`."""
+        size = logits.shape[-1]
+        backend = self.backend(logits.device)
+        if backend == "numba" and not self._compact(size):
+            spans = self._table_spans(logits.shape[0], size, backend)
+            return _joined_symbols(decoder.decode_rows(_cpu_kernel().coder_rows(_logit_scores(logits[span]), None)) for span in spans)
         return decoder.decode_tables(self.logit_tables(logits))
+
+
+def _joined(parts: list[FrequencyTable], size: int) -> FrequencyTable:
+    if len(parts) == 1:
+        return parts[0]
+    candidates = None if parts[0].candidates is None else torch.cat([p.candidates for p in parts])
+    return FrequencyTable(torch.cat([p.freqs for p in parts]), size, candidates)
+
+
+def _joined_symbols(parts: Iterator[torch.Tensor]) -> torch.Tensor:
+    decoded = list(parts)
+    return torch.cat(decoded) if decoded else torch.zeros(0, dtype=torch.int64)
+
+
+def _symbols(symbols: torch.Tensor):
+    return symbols.to(torch.int64).cpu().contiguous().numpy()
+
+
+def _logit_scores(logits: torch.Tensor):
+    """float32 logits for the CPU kernel, refused (as by the reference) when not finite."""
+    ref.require_finite("logits", logits)
+    return logits.detach().to(torch.float32).cpu().contiguous().numpy()
+
+
+def _gaussian_scores(params: GaussianParameters, codebook: FixedPointCodebook):
+    """The reference's exact relative distances (float64 (N, K)) and the rows' float32 scales."""
+    ref.require_finite("scales", params.scale)
+    return ref.relative_distances(params, codebook).cpu().numpy(), params.scale.cpu().contiguous().numpy()

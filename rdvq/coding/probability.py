@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import Decimal, getcontext
+from decimal import Decimal, localcontext
 
 import torch
 
@@ -45,9 +45,10 @@ SIGMA_RANGE = (1e-6, 1e6)
 
 def _weight_table() -> torch.Tensor:
     """round(2^30 exp(-q/64)) with decimal arithmetic, so the table is the same on every machine."""
-    getcontext().prec = 40
-    scale = Decimal(2) ** WEIGHT_BITS
-    values = [int((scale * (Decimal(-q) / BUCKETS_PER_NAT).exp()).to_integral_value()) for q in range(NUM_BUCKETS)]
+    with localcontext() as context:  # 40 digits here only; the process's decimal context is untouched
+        context.prec = 40
+        scale = Decimal(2) ** WEIGHT_BITS
+        values = [int((scale * (Decimal(-q) / BUCKETS_PER_NAT).exp()).to_integral_value()) for q in range(NUM_BUCKETS)]
     return torch.tensor(values, dtype=torch.int64)
 
 
@@ -55,14 +56,14 @@ WEIGHTS = _weight_table()
 
 
 # ---------------------------------------------------------------------------------------- buckets
-def _require_finite(name: str, tensor: torch.Tensor) -> None:
+def require_finite(name: str, tensor: torch.Tensor) -> None:
     if not torch.isfinite(tensor).all():
         raise ProbabilityError(f"{name} contain NaN or infinite values; refusing to build a distribution from them")
 
 
 def logit_buckets(logits: torch.Tensor) -> torch.Tensor:
     """(N, K) float logits -> (N, K) int32 buckets. Shift-invariant; huge finite logits are fine."""
-    _require_finite("logits", logits)
+    require_finite("logits", logits)
     logits = logits.to(torch.float32)
     gap = (logits.max(dim=-1, keepdim=True).values - logits) * BUCKETS_PER_NAT
     return gap.clamp(max=NUM_BUCKETS - 1).floor().to(torch.int32)
@@ -78,7 +79,7 @@ class FixedPointCodebook:
     @classmethod
     def from_codewords(cls, codewords: torch.Tensor) -> "FixedPointCodebook":
         codewords = codewords.detach().to(torch.float64)
-        _require_finite("codewords", codewords)
+        require_finite("codewords", codewords)
         if codewords.shape[-1] > MAX_DIM:
             raise ProbabilityError(f"embedding dimension {codewords.shape[-1]} exceeds {MAX_DIM}")
         peak = float(codewords.abs().max()) if codewords.numel() else 0.0
@@ -110,8 +111,8 @@ class GaussianParameters:
     @classmethod
     def from_float(cls, mean: torch.Tensor, sigma: torch.Tensor, codebook: FixedPointCodebook) -> "GaussianParameters":
         """``mean`` (N, D); ``sigma`` (N,) isotropic or (N, D) diagonal."""
-        _require_finite("means", mean)
-        _require_finite("scales", sigma)
+        require_finite("means", mean)
+        require_finite("scales", sigma)
         if (sigma <= 0).any():
             raise ProbabilityError("scales must be positive")
         one = 2.0**codebook.exponent
@@ -140,7 +141,7 @@ class GaussianParameters:
         return self.mean.shape[0]
 
 
-def _relative_distances(params: GaussianParameters, codebook: FixedPointCodebook) -> torch.Tensor:
+def relative_distances(params: GaussianParameters, codebook: FixedPointCodebook) -> torch.Tensor:
     """(N, K) float64 ``d_k - sum_d w_d mu_d^2``: the distances without their per-row constant.
     Exact: every product and partial sum is an integer below 2^53 (see :func:`mean_bits`)."""
     e = codebook.values.to(device=params.mean.device, dtype=torch.float64)
@@ -156,7 +157,7 @@ def integer_distances(params: GaussianParameters, codebook: FixedPointCodebook) 
     mu = params.mean.to(torch.float64)
     weights = 1.0 if params.dim_weights is None else params.dim_weights.to(torch.float64)
     constant = (weights * mu.square()).sum(-1, keepdim=True)
-    return (_relative_distances(params, codebook) + constant).to(torch.int64)
+    return (relative_distances(params, codebook) + constant).to(torch.int64)
 
 
 def gaussian_buckets(params: GaussianParameters, codebook: FixedPointCodebook) -> torch.Tensor:
@@ -164,7 +165,7 @@ def gaussian_buckets(params: GaussianParameters, codebook: FixedPointCodebook) -
 
     ``d_k - d_min`` is an exact integer held in float64; converting it to float32 rounds exactly
     as converting the int64 value would (what the Triton kernel does)."""
-    d = _relative_distances(params, codebook)
+    d = relative_distances(params, codebook)
     gap = d.sub_(d.min(dim=-1, keepdim=True).values).to(torch.float32).mul_(params.scale.unsqueeze(-1))
     return gap.clamp_(max=NUM_BUCKETS - 1).floor_().to(torch.int32)
 

@@ -5,6 +5,11 @@ model assigns symbol ``i`` the slot width ``floor(S_{i+1} * s) - floor(S_i * s) 
 ``S`` are cumulative input weights and ``s = (2^24 - n) / sum``. Passing the integer weights
 ``f_i - 1`` (exact in float64, summing to ``2^24 - n``) makes ``s = 1`` and reproduces ``f_i``.
 
+A range coder's output depends only on each coded symbol's interval ``[start, start + f)`` out of
+``2^24``, not on how the rest of the table is divided, so :meth:`IndexEncoder.encode_intervals`
+codes a symbol under a three-slot table (below it, itself, above it) and writes exactly the bytes
+the full K-slot table would: an encoder needs each symbol's interval, never its whole table.
+
 The coder is a queue (first in, first out), so models that decode in several steps, each step's
 probabilities depending on what was decoded before, simply encode the steps in the same order.
 
@@ -27,7 +32,7 @@ import numpy as np
 import torch
 
 from rdvq.coding.tables import FrequencyTable
-from rdvq.coding.probability import PRECISION
+from rdvq.coding.probability import PRECISION, TOTAL
 from rdvq.errors import DecodeMismatchError, TruncatedStreamError
 
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
@@ -80,6 +85,32 @@ class IndexEncoder:
             offsets = _tail_offsets(symbols[in_tail], table.candidates[in_tail])
             sizes = np.full(int(in_tail.sum()), size - k, dtype=np.int32)
             self._coder.encode(offsets.to(torch.int32).numpy(), _UNIFORM, sizes)
+
+    def encode_intervals(self, starts: np.ndarray, freqs: np.ndarray, alphabet_size: int) -> None:
+        """Encode symbols given only their intervals ``[start, start + freq)`` (out of ``2^24``)
+        in tables of ``alphabet_size`` symbols; the bytes equal :meth:`encode` with the full tables."""
+        starts = np.asarray(starts, dtype=np.int64)
+        freqs = np.asarray(freqs, dtype=np.int64)
+        if starts.size == 0 or alphabet_size == 1:
+            return
+        above = TOTAL - starts - freqs
+        if alphabet_size == 2:  # two slots: the symbol and the other one
+            first = starts == 0
+            widths = np.stack([np.where(first, freqs, starts), np.where(first, above, freqs)], -1)
+            slots = np.where(first, 0, 1)
+        else:  # the other K - 1 >= 2 symbols leave at least 2 below or above, split when one side is empty
+            low, high = starts == 0, above == 0
+            split_above, split_below = above // 2, starts // 2
+            widths = np.stack(
+                [
+                    np.where(low, freqs, np.where(high, split_below, starts)),
+                    np.where(low, split_above, np.where(high, starts - split_below, freqs)),
+                    np.where(low, above - split_above, np.where(high, freqs, above)),
+                ],
+                -1,
+            )
+            slots = np.where(low, 0, np.where(high, 2, 1))
+        self._coder.encode(slots.astype(np.int32), _CATEGORICAL, (widths - 1).astype(np.float64))
 
     def encode_iid(self, symbols: torch.Tensor, freqs: torch.Tensor) -> None:
         """Encode symbols that all share one (K,) frequency row (static and uniform models)."""
@@ -140,6 +171,15 @@ class IndexDecoder:
         symbols = torch.from_numpy(self._decode(model, count).astype(np.int64))
         self._charge(freqs.cpu()[symbols])
         return symbols
+
+    def decode_rows(self, rows: np.ndarray) -> torch.Tensor:
+        """Decode one symbol per row of coder weights (frequency - 1, float64 (N, K))."""
+        n, size = rows.shape
+        if n == 0 or size == 1:
+            return torch.zeros(n, dtype=torch.int64)
+        symbols = self._decode(_CATEGORICAL, rows).astype(np.int64)
+        self._charge(torch.from_numpy(rows[np.arange(n), symbols] + 1.0))
+        return torch.from_numpy(symbols)
 
     def decode_tables(self, tables: Iterable[FrequencyTable]) -> torch.Tensor:
         decoded = [self.decode(table) for table in tables]
