@@ -20,7 +20,7 @@ from typing import Any
 import pytorch_lightning as pl
 from lightning_fabric.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
-from callbacks.run_paths import checkpoint_dir, run_dir
+from callbacks.run_paths import checkpoint_dir
 from rdvq.errors import ConfigError
 from rdvq.sweep_manifest import MANIFEST_NAME, SweepPoint, checkpoint_name, point_label, write_manifest
 
@@ -77,7 +77,7 @@ class RDSweep(pl.Callback):
         self.completed.append(SweepPoint(self.index, point.lmbda, point.tau, trainer.global_step, name))
         trainer.save_checkpoint(checkpoint_dir(trainer) / name)  # every rank calls; rank 0 writes
         if trainer.is_global_zero:
-            write_manifest(checkpoint_dir(trainer) / MANIFEST_NAME, run_dir(trainer).resolve().name, self.completed)
+            write_manifest(checkpoint_dir(trainer) / MANIFEST_NAME, self.completed)
         rank_zero_info(f"RDSweep: point {self.index + 1}/{len(self.points)} ({self._label()}) done: {name}")
         self.index += 1
         if self.index == len(self.points):

@@ -2,8 +2,8 @@
 
 The sweep callback writes it beside the point checkpoints (``<run>/checkpoints/rd_sweep.json``) and
 rewrites it after every point; ``rdvq eval`` accepts it in place of a list of checkpoints and names
-each point by its lambda and tau. Checkpoint names are relative to the manifest, so a run folder
-can be moved.
+each point by its lambda and tau. Checkpoint names are relative to the manifest and the run is named
+by the folder the manifest is in, so a run folder can be moved or renamed.
 """
 
 from __future__ import annotations
@@ -43,13 +43,14 @@ def checkpoint_name(index: int, lmbda: float, tau: float | None) -> str:
     return f"rd_point{index}_lambda{lmbda:g}" + ("" if tau is None else f"_tau{tau:g}") + ".ckpt"
 
 
-def write_manifest(path: str | os.PathLike, run: str, points: list[SweepPoint]) -> None:
-    document = {"kind": KIND, "version": VERSION, "run": run, "points": [asdict(p) for p in points]}
+def write_manifest(path: str | os.PathLike, points: list[SweepPoint]) -> None:
+    document = {"kind": KIND, "version": VERSION, "points": [asdict(p) for p in points]}
     atomic_write_bytes(Path(path), (json.dumps(document, indent=2) + "\n").encode())
 
 
 def read_manifest(path: str | os.PathLike) -> tuple[str, list[tuple[Path, SweepPoint]]]:
-    """(run name, [(checkpoint path, point)]) of a manifest, checked for its kind and version."""
+    """(run name, [(checkpoint path, point)]) of a manifest, checked for its kind and version; the run
+    is named by its folder (``<run>/checkpoints/rd_sweep.json``)."""
     path = Path(path)
     try:
         document = json.loads(path.read_text())
@@ -65,4 +66,6 @@ def read_manifest(path: str | os.PathLike) -> tuple[str, list[tuple[Path, SweepP
         raise ConfigError(f"{path}: malformed sweep manifest ({exc})") from None
     if not points:
         raise ConfigError(f"{path}: the sweep has not finished any point yet")
-    return str(document.get("run", path.parent.parent.name)), [(path.parent / p.checkpoint, p) for p in points]
+    folder = path.resolve().parent
+    run = folder.parent.name if folder.name == "checkpoints" else folder.name
+    return run, [(path.parent / p.checkpoint, p) for p in points]
