@@ -73,3 +73,11 @@ def test_streams_are_byte_identical_to_earlier_versions(case, engine_name: str) 
     decoder = IndexDecoder(data)
     decoded = engine.decode_logits(decoder, model) if kind == "logits" else engine.decode_gaussian(decoder, *model)
     assert torch.equal(decoded, symbols)
+
+
+def test_the_weight_table_is_pinned() -> None:
+    """Every frequency derives from this table: it must never change (its SHA-256 as int64 bytes)."""
+    from rdvq.coding.probability import WEIGHTS
+
+    digest = hashlib.sha256(WEIGHTS.numpy().astype("<i8").tobytes()).hexdigest()
+    assert digest == "ccf444ff488d1c94180fd5eb8306e934038158364336fae69638f7cd5ea53253"
