@@ -22,7 +22,8 @@ from rdvq.sq import ScalarCodecConfig, ScalarHyperprior
 from rdvq.sq.gaussian import build_indexes
 from rdvq.sq.model import HALO, tile_spans
 from rdvq.sq.trellis import quantizers_of_levels
-from test_codec import assert_round_trip
+from conftest import kodak_dir
+from test_codec import assert_round_trip, rdvq
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -134,18 +135,24 @@ def test_files_of_another_quantizer_or_layout_are_refused() -> None:
             usq.decompress(crafted)
 
 
-def test_a_loaded_codec_codes_without_importing_compressai(tmp_path: Path) -> None:
-    model = make_sq_model("tcq4")
-    checkpoint = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}
+def save_checkpoint(model: ScalarHyperprior, path: Path) -> Path:
+    """``model`` as an SQ stage checkpoint holds it (weights under ``model.``, codec description)."""
     from rdvq.checkpointing import write_codec_description
     from rdvq.codec.sq import sq_description
 
+    checkpoint = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}
     write_codec_description(checkpoint, "sq", **sq_description(model.config))
-    torch.save(checkpoint, tmp_path / "sq.ckpt")
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_a_loaded_codec_codes_without_importing_compressai(tmp_path: Path) -> None:
+    model = make_sq_model("tcq4")
+    path = save_checkpoint(model, tmp_path / "sq.ckpt")
     script = (
         "import sys, torch\n"
         "from rdvq.codec import ImageCodec\n"
-        f"codec = ImageCodec.from_checkpoint({str(tmp_path / 'sq.ckpt')!r})\n"
+        f"codec = ImageCodec.from_checkpoint({str(path)!r})\n"
         "image = torch.rand(3, 50, 70)\n"
         "encoded = codec.encode(image, estimate=False)\n"
         "assert torch.equal(codec.decompress(encoded.data), encoded.reconstruction)\n"
@@ -155,4 +162,22 @@ def test_a_loaded_codec_codes_without_importing_compressai(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "False"
     # Same fingerprint whether the model is the training one or the coding one.
-    assert ImageCodec.from_checkpoint(tmp_path / "sq.ckpt").fingerprint == ImageCodec(SQCodec(model)).fingerprint
+    assert ImageCodec.from_checkpoint(path).fingerprint == ImageCodec(SQCodec(model)).fingerprint
+
+
+def test_kodak_images_round_trip_through_the_cli_with_tcq(tmp_path: Path) -> None:
+    """Three Kodak images (benchmarks/retraining.py codes all 24 with trained models)."""
+    sources = sorted(str(p) for p in kodak_dir().glob("kodim*.png"))[::8]
+    checkpoint = str(save_checkpoint(make_sq_model("tcq8"), tmp_path / "tcq.ckpt"))
+    done = rdvq("compress", *sources, "--ckpt", checkpoint, "--out-dir", str(tmp_path / "files"),
+                "--recon-dir", str(tmp_path / "encoder"), "--rdo-lambda", "0.2")
+    assert done.returncode == 0, done.stderr
+    files = sorted(str(p) for p in (tmp_path / "files").glob("*.rdvq"))
+    done = rdvq("decompress", *files, "--ckpt", checkpoint, "--out-dir", str(tmp_path / "decoder"))
+    assert done.returncode == 0, done.stderr
+    for source in sources:
+        name = Path(source).name
+        assert (tmp_path / "decoder" / name).read_bytes() == (tmp_path / "encoder" / name).read_bytes(), name
+    done = rdvq("compress", sources[0], "--ckpt", checkpoint, "-o", str(tmp_path / "x.rdvq"), "--top-k", "4")
+    assert done.returncode == 1 and done.stderr.strip().endswith(": the scalar codec (tcq8) does not support --top-k")
+    assert "Traceback" not in done.stderr
