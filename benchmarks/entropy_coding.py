@@ -1,13 +1,18 @@
-"""Entropy-coding benchmark behind BENCHMARKS.md.
+"""Entropy-coding and speed benchmark behind BENCHMARKS.md: every number of the speed goals in one run.
 
-1. Rate on Kodak: uniform, static-table and HyperVQ index coding on the *same* trained tokenizer;
-   estimated and real (file-size) bpp, coding overhead, and saving relative to uniform coding.
+1. Rate on Kodak: uniform, static-table and HyperVQ index coding on the *same* trained tokenizer
+   (HyperVQ exact and with the bounded tail floor); estimated and real (file-size) bpp, coding
+   overhead, saving relative to uniform coding, and the tail floor's rate cost.
 2. Speed on Kodak: encode/decode time of the entropy stage and of the whole codec, side by side
-   with CompressAI's bmshj2018-hyperprior (quality 3) on the same CPU and images, as ratios.
+   with CompressAI's bmshj2018-hyperprior (quality 3) on the same CPU and images, as ratios; the
+   same for a second, CPU-efficient tokenizer (``--fast``) with its bpp and PSNR.
 3. Large codebooks: time and peak memory of the probability engine + range coder at K = 1024,
-   16384 and 65536 for Kodak-sized index maps, with and without the bounded tail floor.
+   16384 and 65536 for Kodak-sized index maps, with and without the bounded tail floor, as ratios
+   to K = 1024.
 4. Coders: constriction's range coder at 24-bit precision (what rdvq uses) against CompressAI's
    16-bit rANS on the same distributions.
+5. Start-up: ``rdvq compress`` from process start to its first byte of work (the command's wall
+   time less the time it reports for coding the image).
 
 Checkpoints come from experiments/bench_*.yaml (see BENCHMARKS.md for the commands). Run from the
 repository root:
@@ -20,9 +25,11 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -37,12 +44,14 @@ from compressai.zoo import bmshj2018_hyperprior  # noqa: E402
 from rdvq.codec import ImageCodec, VQCodec, container  # noqa: E402
 from rdvq.coding import IndexDecoder, IndexEncoder, ProbabilityEngine  # noqa: E402
 from rdvq.coding import probability as P  # noqa: E402
+from rdvq.encode_options import EncodeOptions  # noqa: E402
 from rdvq.entropy import UniformConfig, UniformModel  # noqa: E402
 from rdvq.evaluation import evaluate  # noqa: E402
 from rdvq.image_io import find_images, read_image  # noqa: E402
 from rdvq.tokenizer.quantizer import perplexity  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+TIMES = ("enc_entropy", "enc_total", "dec_entropy", "dec_total")
 
 
 def timed(fn, *args):
@@ -52,24 +61,32 @@ def timed(fn, *args):
 
 
 # ------------------------------------------------------------------------------------ 1 + 2: Kodak
-def codecs(args) -> dict[str, ImageCodec]:
-    hyper = ImageCodec.from_checkpoint(args.hypervq)
-    static = ImageCodec.from_checkpoint(args.static)
-    tokenizer = ImageCodec.from_checkpoint(args.hypervq).latent.tokenizer  # same frozen tokenizer
-    uniform = ImageCodec(VQCodec(tokenizer, UniformModel(), UniformConfig()))
-    for name, codec in (("static", static), ("hypervq", hyper)):
-        if not all(
-            torch.equal(a, b) for a, b in zip(codec.latent.tokenizer.state_dict().values(), tokenizer.state_dict().values())
-            if a.is_floating_point() and not a.isnan().any()
-        ):
-            raise SystemExit(f"{name} checkpoint was trained on another tokenizer than {args.hypervq}")
-    return {"uniform": uniform, "static": static, "hypervq": hyper}
+def codecs(args) -> dict[str, tuple[ImageCodec, EncodeOptions]]:
+    """The models of sections 1 and 2 with their encoder options, all on the HyperVQ checkpoint's tokenizer."""
+    hyper = ImageCodec.from_checkpoint(args.hypervq, engine=args.engine)
+    static = ImageCodec.from_checkpoint(args.static, engine=args.engine)
+    tokenizer = hyper.latent.tokenizer
+    if not all(
+        torch.equal(a, b) for a, b in zip(static.latent.tokenizer.state_dict().values(), tokenizer.state_dict().values())
+        if a.is_floating_point() and not a.isnan().any()
+    ):
+        raise SystemExit(f"{args.static} was trained on another tokenizer than {args.hypervq}")
+    uniform = ImageCodec(VQCodec(tokenizer, UniformModel(), UniformConfig(), engine=args.engine))
+    rows = {
+        "uniform": (uniform, EncodeOptions()),
+        "static": (static, EncodeOptions()),
+        "hypervq": (hyper, EncodeOptions()),
+        f"hypervq top-{args.top_k}": (hyper, EncodeOptions(top_k=args.top_k)),
+    }
+    if args.fast:
+        rows["hypervq, CPU-efficient tokenizer"] = (ImageCodec.from_checkpoint(args.fast, engine=args.engine), EncodeOptions())
+    return rows
 
 
-def entropy_stage(codec: ImageCodec, image: torch.Tensor) -> dict:
+def entropy_stage(codec: ImageCodec, image: torch.Tensor, options: EncodeOptions) -> dict:
     """Times of the entropy stage alone (encoder: pack; decoder: unpack) and the streams' share of the file."""
     analysis = codec.analyze(image)
-    encoded, t_pack = timed(codec.pack, analysis, *image.shape[-2:])
+    encoded, t_pack = timed(codec.pack, analysis, *image.shape[-2:], options)
     decoded, t_unpack = timed(codec.unpack, encoded.data)
     assert all(torch.equal(a, b) for a, b in zip(decoded.symbols, encoded.symbols)), "round trip failed"
     streams = sum(len(s) for s in container.unpack(encoded.data).streams)
@@ -80,11 +97,12 @@ def kodak_rows(args) -> dict:
     images = [(p.stem, read_image(p)) for p in find_images(args.kodak)]
     results: dict = {}
     usage = None
-    for name, codec in codecs(args).items():
-        evaluation = evaluate(codec, images, estimate=True, progress=f"kodak {name}")
+    for name, (codec, options) in codecs(args).items():
+        evaluate(codec, images[:2], options=options)  # warm-up: kernels loaded, caches filled
+        evaluation = evaluate(codec, images, options=options, estimate=True, progress=f"kodak {name}")
         if not evaluation.all_exact:
             raise SystemExit(f"{name}: a decoded image differs from the encoder's reconstruction")
-        stages = [entropy_stage(codec, image) for _, image in tqdm(images, desc=f"entropy stage {name}", leave=False)]
+        stages = [entropy_stage(codec, image, options) for _, image in tqdm(images, desc=f"entropy stage {name}", leave=False)]
         if name == "uniform":
             for stage in stages:
                 counts = torch.bincount(stage["symbols"][0].flatten(), minlength=codec.latent.tokenizer.config.codebook_size)
@@ -135,6 +153,8 @@ def compressai_timing(images: list[torch.Tensor]) -> dict:
         wrap(module, "decompress", "dec_entropy")
     totals = {"enc_total": 0.0, "dec_total": 0.0}
     with torch.no_grad():
+        model.compress(images[0][None])  # warm-up
+        spent.update(enc_entropy=0.0, dec_entropy=0.0)
         for image in tqdm(images, desc="kodak compressai", leave=False):
             x = image[None]
             out, t_enc = timed(model.compress, x)
@@ -153,7 +173,7 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def large_codebook_case(size: int, top_k: int | None, positions: int, repeats: int) -> dict:
+def large_codebook_case(size: int, top_k: int | None, positions: int, repeats: int, engine_name: str) -> dict:
     """One case in this process: Kodak-sized Gaussian index coding over a random K x 8 codebook
     (large codebooks use small embeddings, as in VQGAN-LC). The latent is a random unit vector, its
     index the nearest codeword; the "hyperprior" predicts it with an error of norm ~0.25 and knows
@@ -167,38 +187,41 @@ def large_codebook_case(size: int, top_k: int | None, positions: int, repeats: i
     mu = latents + sigma[:, None] * torch.randn(positions, dim, generator=g)
     codebook = P.FixedPointCodebook.from_codewords(codewords)
     params = P.GaussianParameters.from_float(mu, sigma, codebook)
-    engine = ProbabilityEngine("torch", top_k=top_k)
+    engine = ProbabilityEngine(engine_name, top_k=top_k)
+
     def encode() -> bytes:
         encoder = IndexEncoder()
-        encoder.encode_tables(symbols, engine.gaussian_tables(params, codebook))
+        engine.encode_gaussian(encoder, symbols, params, codebook)
         return encoder.finish()
 
     def decode(data: bytes) -> torch.Tensor:
-        return IndexDecoder(data).decode_tables(engine.gaussian_tables(params, codebook))
+        return engine.decode_gaussian(IndexDecoder(data), params, codebook)
 
+    assert torch.equal(decode(encode()), symbols)  # warm-up (kernels loaded, clusters built)
     ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed setup memory back, so it is not reused unseen
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS counter (VmHWM)
     baseline = _status_kib("VmRSS")
     data = encode()
     assert torch.equal(decode(data), symbols)
     peak = _status_kib("VmHWM")
-    # Times: median of `repeats` runs after the first (which also paid for first-touch memory).
     t_enc = statistics.median(timed(encode)[1] for _ in range(repeats))
     t_dec = statistics.median(timed(decode, data)[1] for _ in range(repeats))
-    ideal = sum(float(P.ideal_bits(t.full(), s).sum()) for t, s in
-                zip(engine.gaussian_tables(params, codebook), symbols.split(engine.rows_per_chunk(size))))
+    ideal, start = 0.0, 0
+    for table in ProbabilityEngine("torch", top_k=top_k).gaussian_tables(params, codebook):
+        ideal += float(P.ideal_bits(table.full(), symbols[start : start + table.num_positions]).sum())
+        start += table.num_positions
     return dict(K=size, top_k=top_k, positions=positions, enc_s=t_enc, dec_s=t_dec, bits=len(data) * 8,
                 ideal_bits=ideal, peak_mib=(peak - baseline) / 1024)
 
 
-def large_codebooks(positions: int, repeats: int) -> list[dict]:
-    cases = [(1024, None), (16384, None), (16384, 256), (65536, None), (65536, 256)]
+def large_codebooks(positions: int, repeats: int, top_k: int, engine: str) -> list[dict]:
+    cases = [(1024, None), (1024, top_k), (16384, None), (16384, top_k), (65536, None), (65536, top_k)]
     rows = []
-    for size, top_k in tqdm(cases, desc="large codebooks", leave=False):
+    for size, floor in tqdm(cases, desc="large codebooks", leave=False):
         # A fresh process per case, so that peak memory is that case's own.
         out = subprocess.run(
-            [sys.executable, __file__, "--large-case", str(size), str(top_k or 0), "--positions", str(positions),
-             "--repeats", str(repeats)],
+            [sys.executable, __file__, "--large-case", str(size), str(floor or 0), "--positions", str(positions),
+             "--repeats", str(repeats), "--engine", engine],
             capture_output=True, text=True, check=True, cwd=ROOT,
         )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -243,26 +266,86 @@ def coder_comparison(positions: int) -> list[dict]:
     return rows
 
 
+# ----------------------------------------------------------------------------------- 5: start-up
+def startup(checkpoint: str, image: Path, repeats: int) -> dict:
+    """Seconds from process start to the first byte of work in ``rdvq compress`` (median)."""
+    samples = []
+    with tempfile.TemporaryDirectory() as out:
+        for _ in range(repeats):
+            command = [sys.executable, "-m", "rdvq", "compress", str(image), "--ckpt", checkpoint, "--out-dir", out, "--force"]
+            start = time.perf_counter()
+            done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
+            wall = time.perf_counter() - start
+            work = float(re.search(r"([0-9.]+) s$", done.stdout.strip()).group(1))
+            samples.append((wall - work, wall, work))
+    startup_s, wall, work = (statistics.median(column) for column in zip(*samples))
+    return dict(startup_s=startup_s, wall_s=wall, work_s=work, repeats=repeats)
+
+
 # ------------------------------------------------------------------------------------- reporting
+def _ratio(value: float, anchor: float) -> str:
+    return f"{value / anchor:.2f}x"
+
+
+def goals(results: dict) -> list[str]:
+    """The speed goals' column: each number as measured in this run."""
+    lines = ["| what | measured in this run |", "| --- | --- |"]
+    if "kodak" in results:
+        k, ca = results["kodak"], results["kodak"]["compressai_bmshj2018_hyperprior_q3"]
+        exact = k["hypervq"]
+        floor = next(v for n, v in k.items() if n.startswith("hypervq top-"))
+        floor_name = next(n for n in k if n.startswith("hypervq top-"))
+        lines.append(
+            f"| HyperVQ entropy stage per Kodak image, K = 1024, encode / decode | exact {1e3 * exact['enc_entropy']:.1f} / "
+            f"{1e3 * exact['dec_entropy']:.1f} ms ({_ratio(exact['enc_entropy'], ca['enc_entropy'])} / "
+            f"{_ratio(exact['dec_entropy'], ca['dec_entropy'])} CompressAI's entropy stage); {floor_name}: "
+            f"{1e3 * floor['enc_entropy']:.1f} / {1e3 * floor['dec_entropy']:.1f} ms at "
+            f"{100 * (floor['bpp_real'] / exact['bpp_real'] - 1):+.2f} % rate |"
+        )
+        for name in [n for n in k if n.startswith("hypervq") and "top-" not in n]:
+            r = k[name]
+            lines.append(
+                f"| whole codec per Kodak image, encode / decode ({name}) | {1e3 * r['enc_total']:.0f} / {1e3 * r['dec_total']:.0f} ms "
+                f"({_ratio(r['enc_total'], ca['enc_total'])} / {_ratio(r['dec_total'], ca['dec_total'])} CompressAI's hyperprior q3), "
+                f"{r['bpp_real']:.4f} bpp, {r['psnr']:.2f} dB |"
+            )
+    if "large" in results:
+        base = next(r for r in results["large"] if r["K"] == 1024 and r["top_k"] is None)
+        for r in results["large"]:
+            if r["K"] > 1024 and r["top_k"]:
+                lines.append(
+                    f"| index coding of {r['positions']} positions at K = {r['K']}, top-k {r['top_k']}, encode / decode | "
+                    f"{1e3 * r['enc_s']:.0f} / {1e3 * r['dec_s']:.0f} ms ({_ratio(r['enc_s'], base['enc_s'])} / "
+                    f"{_ratio(r['dec_s'], base['dec_s'])} the K = 1024 time), peak {r['peak_mib']:.0f} MiB |"
+                )
+    if "startup" in results:
+        s = results["startup"]
+        lines.append(f"| `rdvq compress` start-up to the first byte of work | {s['startup_s']:.2f} s (median of {s['repeats']}) |")
+    return lines
+
+
 def markdown(results: dict, command: str) -> str:
-    lines = [f"Command: `{command}`", ""]
+    lines = [f"Command: `{command}`", "", *goals(results)]
     if "kodak" in results:
         k = results["kodak"]
+        names = [n for n in k if n not in ("codebook", "compressai_bmshj2018_hyperprior_q3")]
         uni = k["uniform"]["bpp_real"]
         cb = k["codebook"]
         lines += [
-            f"Kodak ({k['uniform']['images']} images), same tokenizer for all three models; PSNR {k['uniform']['psnr']:.2f} dB; "
+            "",
+            f"Kodak ({k['uniform']['images']} images), same tokenizer for uniform, static and HyperVQ; PSNR {k['uniform']['psnr']:.2f} dB; "
             f"codebook of {cb['size']}: {100 * cb['usage']:.1f} % of the codes used over the {cb['tokens']} Kodak indices, "
             f"perplexity {cb['perplexity']:.0f}.",
             "",
-            "| index coding | est. bpp | real bpp (file) | overhead: streams only | overhead: whole file | saving vs uniform (file) |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| index coding | est. bpp | real bpp (file) | overhead: streams only | overhead: whole file | saving vs uniform (file) | PSNR |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
-        for name in ("uniform", "static", "hypervq"):
+        for name in names:
             r = k[name]
+            saving = f"{100 * (1 - r['bpp_real'] / uni):.2f} %" if "tokenizer" not in name else "other tokenizer"
             lines.append(
                 f"| {name} | {r['bpp_est']:.5f} | {r['bpp_real']:.5f} | {100 * (r['bpp_streams'] / r['bpp_est'] - 1):+.2f} % "
-                f"| {100 * (r['bpp_real'] / r['bpp_est'] - 1):+.2f} % | {100 * (1 - r['bpp_real'] / uni):.2f} % |"
+                f"| {100 * (r['bpp_real'] / r['bpp_est'] - 1):+.2f} % | {saving} | {r['psnr']:.2f} |"
             )
         ca = k["compressai_bmshj2018_hyperprior_q3"]
         lines += [
@@ -271,27 +354,31 @@ def markdown(results: dict, command: str) -> str:
             "",
             "| codec | enc entropy | enc total | dec entropy | dec total |",
             "| --- | --- | --- | --- | --- |",
-            f"| CompressAI bmshj2018-hyperprior q3 | {1e3 * ca['enc_entropy']:.1f} | {1e3 * ca['enc_total']:.1f} "
-            f"| {1e3 * ca['dec_entropy']:.1f} | {1e3 * ca['dec_total']:.1f} |",
+            "| CompressAI bmshj2018-hyperprior q3 | " + " | ".join(f"{1e3 * ca[t]:.1f}" for t in TIMES) + " |",
         ]
-        for name in ("uniform", "static", "hypervq"):
+        for name in names:
             r = k[name]
-            cells = [f"{1e3 * r[key]:.1f} ({r[key] / ca[key]:.2f}x)" for key in ("enc_entropy", "enc_total", "dec_entropy", "dec_total")]
-            lines.append(f"| rdvq {name} | " + " | ".join(cells) + " |")
+            lines.append(f"| rdvq {name} | " + " | ".join(f"{1e3 * r[t]:.1f} ({_ratio(r[t], ca[t])})" for t in TIMES) + " |")
     if "large" in results:
+        base = next(r for r in results["large"] if r["K"] == 1024 and r["top_k"] is None)
         lines += ["", f"Index coding of {results['large'][0]['positions']} positions (a Kodak image at stride 16), "
                   "engine + range coder; median of repeated runs; peak RSS growth measured from a reset counter.",
-                  "", "| K | tail floor | encode ms | decode ms | bits/index | overhead vs table | peak RSS growth MiB |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+                  "", "| K | tail floor | encode ms | decode ms | vs K = 1024 exact | bits/index | overhead vs table | peak RSS growth MiB |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in results["large"]:
             lines.append(
-                f"| {r['K']} | {r['top_k'] or 'off'} | {1e3 * r['enc_s']:.0f} | {1e3 * r['dec_s']:.0f} "
+                f"| {r['K']} | {r['top_k'] or 'off'} | {1e3 * r['enc_s']:.1f} | {1e3 * r['dec_s']:.1f} "
+                f"| {_ratio(r['enc_s'], base['enc_s'])} / {_ratio(r['dec_s'], base['dec_s'])} "
                 f"| {r['bits'] / r['positions']:.3f} | {100 * (r['bits'] / r['ideal_bits'] - 1):+.2f} % | {r['peak_mib']:.0f} |"
             )
     if "coders" in results:
         lines += ["", "| coder | K | bits / ideal | µs/symbol enc | µs/symbol dec |", "| --- | --- | --- | --- | --- |"]
         for r in results["coders"]:
             lines.append(f"| {r['coder']} | {r['K']} | {r['bits'] / r['ideal']:.4f} | {r['us_enc']:.2f} | {r['us_dec']:.2f} |")
+    if "startup" in results:
+        s = results["startup"]
+        lines += ["", f"`rdvq compress` of one Kodak image: {s['wall_s']:.2f} s in all, of which {s['work_s']:.2f} s coding "
+                  f"(as the command reports it) and {s['startup_s']:.2f} s before it (interpreter, imports, checkpoint)."]
     return "\n".join(lines)
 
 
@@ -299,32 +386,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hypervq", default="runs/bench/hypervq/checkpoints/last.ckpt")
     parser.add_argument("--static", default="runs/bench/static/checkpoints/last.ckpt")
+    parser.add_argument("--fast", default="runs/bench/hypervq_stem4/checkpoints/last.ckpt",
+                        help="HyperVQ on the CPU-efficient tokenizer ('' to leave out)")
     parser.add_argument("--kodak", default="../shared/datasets/kodak")
+    parser.add_argument("--engine", default="auto", choices=["auto", "torch", "numba", "triton"])
+    parser.add_argument("--top-k", type=int, default=64, help="tail floor of the Kodak HyperVQ row (the large-codebook cases use top-k 256, as the goal)")
     parser.add_argument("--positions", type=int, default=1536, help="index positions per image (Kodak at /16)")
-    parser.add_argument("--sections", nargs="+", default=["kodak", "large", "coders"], choices=["kodak", "large", "coders"])
+    parser.add_argument("--sections", nargs="+", default=["kodak", "large", "coders", "startup"],
+                        choices=["kodak", "large", "coders", "startup"])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per large-codebook case (median)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per large-codebook and start-up case (median)")
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--large-case", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.large_case:
         size, top_k = args.large_case
-        print(json.dumps(large_codebook_case(size, top_k or None, args.positions, args.repeats)))
+        print(json.dumps(large_codebook_case(size, top_k or None, args.positions, args.repeats, args.engine)))
         return
-    if "kodak" in args.sections:
-        for path in (args.hypervq, args.static):
+    if {"kodak", "startup"} & set(args.sections):
+        for path in [args.hypervq, args.static] + ([args.fast] if args.fast else []):
             if not Path(path).is_file():
                 raise SystemExit(f"missing {path}: train it first (see BENCHMARKS.md)")
         if not Path(args.kodak).is_dir():
             raise SystemExit(f"missing {args.kodak}: the Kodak images are needed for this section")
-    results: dict = {"threads": args.threads, "torch": torch.__version__}
+    results: dict = {"threads": args.threads, "torch": torch.__version__, "engine": args.engine}
     if "kodak" in args.sections:
         results["kodak"] = kodak_rows(args)
     if "large" in args.sections:
-        results["large"] = large_codebooks(args.positions, args.repeats)
+        results["large"] = large_codebooks(args.positions, args.repeats, 256, args.engine)
     if "coders" in args.sections:
         results["coders"] = coder_comparison(512)
+    if "startup" in args.sections:
+        results["startup"] = startup(args.fast or args.hypervq, find_images(args.kodak)[0], args.repeats)
     command = "python " + " ".join([str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute() else sys.argv[0], *sys.argv[1:]])
     print(markdown(results, command))
     if args.json:

@@ -524,3 +524,23 @@ def gaussian_compact_pruned(
     candidates, freqs = np.empty((n, keep), np.int64), np.empty((n, keep), np.int64)
     _in_parallel(_pruned_rows, n, means, weights, diagonal, scales, keep, codebook.size, clusters, candidates, freqs)
     return candidates, freqs
+
+
+def compile_all() -> None:
+    """Compile every entry point (or load it from numba's cache beside this file) on tiny inputs:
+    ``make install`` runs this once, so no command pays for compilation later."""
+    logits = np.zeros((2, 8), np.float32)
+    distances = np.zeros((2, 8), np.float64)
+    scales = np.ones(2, np.float32)
+    symbols = np.zeros(2, np.int64)
+    for scores, row_scales in ((logits, None), (distances, scales)):
+        intervals(scores, row_scales, symbols)
+        coder_rows(scores, row_scales)
+        compact(scores, row_scales, 2)
+    clusters = ClusteredCodebook(np.arange(32).reshape(8, 4), 2)
+    for weights in (None, np.ones((2, 4))):
+        gaussian_compact_pruned(np.zeros((2, 4)), scales, weights, clusters, 2)
+
+
+if __name__ == "__main__":
+    compile_all()
