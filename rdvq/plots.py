@@ -74,7 +74,7 @@ def plot_rd(
     handles, names = axes.get_legend_handles_labels()
     first = len(handles) - len(tested)  # the curves under test lead the legend
     axes.legend(handles[first:] + handles[:first], names[first:] + names[:first], fontsize=8,
-                loc="lower right" if spec.higher_is_better else "upper right")
+                loc="best")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
