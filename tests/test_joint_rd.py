@@ -41,6 +41,8 @@ def _stage(entropy_model=None, **kwargs) -> JointRD:
 def _encoder_gradient(stage: JointRD, batch: torch.Tensor) -> float:
     quantization = stage.tokenizer.quantize(stage.tokenizer.encode(batch))
     bpp, _ = stage.rate(stage.tokenizer, quantization, batch.shape[-2] * batch.shape[-1])
+    if not bpp.requires_grad:  # nothing on the rate's path has a gradient
+        return 0.0
     bpp.backward()
     return sum(float(p.grad.abs().sum()) for p in stage.tokenizer.encoder.parameters() if p.grad is not None)
 

@@ -4,15 +4,22 @@ the unchanged decoder."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from rdvq.codec import ImageCodec, VQCodec
+from conftest import fit
+from datamodules import sample_photo_paths
+from rdvq.codec import ImageCodec, VQCodec, container
 from rdvq.encode_options import EncodeOptions
 from rdvq.entropy import TransformerConfig, build_entropy_model
 from rdvq.errors import ConfigError
+from rdvq.image_io import read_image
 from rdvq.tokenizer import Tokenizer, TokenizerConfig
-from test_codec import assert_round_trip, make_codec
+from test_codec import assert_round_trip, make_codec, rdvq
 
 IMAGE = torch.rand(3, 24, 40, generator=torch.Generator().manual_seed(11))
 
@@ -103,3 +110,41 @@ def test_index_selection_trades_latent_distortion_for_rate(kind: str) -> None:
 def test_index_selection_with_rate_control_and_tail_floor() -> None:
     codec = transformer_codec()
     assert_round_trip(codec, IMAGE, EncodeOptions(slices=3, rdo_lambda=0.1, top_k=6, completion="sample", seed=3))
+
+
+# ---------------------------------------------------------------------------------------- trained
+@pytest.fixture(scope="module")
+def transformer_checkpoint(stage_a_checkpoint: Path, tmp_path_factory) -> Path:
+    """A tiny stage B run of the transformer (16 slices on the single /4 branch)."""
+    root = tmp_path_factory.mktemp("stage_b_transformer")
+    fit(
+        "tiny_stage_b.yaml", root, "--model.init_from", str(stage_a_checkpoint),
+        "--model.init_args.entropy_model=TransformerConfig", "--model.init_args.entropy_model.layers", "1",
+        "--model.init_args.entropy_model.width", "16", "--model.init_args.entropy_model.heads", "2",
+        "--model.init_args.entropy_model.window", "4",
+    )
+    return root / "checkpoints" / "last.ckpt"
+
+
+def test_cli_rate_control_and_index_selection_decode_to_the_reconstruction(transformer_checkpoint: Path, tmp_path: Path) -> None:
+    source = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(source)
+    ckpt = str(transformer_checkpoint)
+    for number, flags in enumerate([["--slices", "5"], ["--slices", "9", "--completion", "sample", "--seed", "77"], ["--rdo-lambda", "0.05"]]):
+        out = tmp_path / str(number)
+        done = rdvq("compress", str(source), "--ckpt", ckpt, "--out-dir", str(out), "--recon-dir", str(out), *flags)
+        assert done.returncode == 0, done.stderr
+        done = rdvq("decompress", str(out / "photo.rdvq"), "--ckpt", ckpt, "-o", str(out / "decoded.png"))
+        assert done.returncode == 0, done.stderr
+        assert (out / "decoded.png").read_bytes() == (out / "photo.png").read_bytes()
+    done = rdvq("compress", str(source), "--ckpt", ckpt, "-o", str(tmp_path / "x.rdvq"), "--slices", "17")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == f"error: {source}: --slices 17: this model codes 16 slices"
+
+
+def test_trained_transformer_file_size_matches_its_estimate(transformer_checkpoint: Path) -> None:
+    codec = ImageCodec.from_checkpoint(transformer_checkpoint)
+    image = read_image(sample_photo_paths("val")[0])[:, :96, :128]
+    encoded = codec.encode(image)
+    streams = sum(len(s) for s in container.unpack(encoded.data).streams) * 8
+    assert abs(streams / encoded.estimated_bits - 1) < 0.05, (streams, encoded.estimated_bits)

@@ -30,7 +30,7 @@ decoder's indices exactly.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -316,8 +316,8 @@ class TransformerModel(IndexEntropyModel):
     def forward(self, branches: list[BranchBatch]) -> RateEstimate:
         batch = branches[0].indices.shape[0]
         bits = [torch.zeros(batch, device=b.latents.device) for b in branches]
-        for group, i, positions, logits in self._teacher_forced(branches):
-            branch, ratio = branches[i], self._layout_ratio(group, i)
+        for group, i, ratio, positions, logits in self._teacher_forced(branches):
+            branch = branches[i]
             indices = group.crop(branch.indices, ratio).flatten(1)[:, positions]
             if branch.targets is None:
                 target = indices.reshape(-1)
@@ -333,16 +333,16 @@ class TransformerModel(IndexEntropyModel):
         out = [
             torch.zeros(*b.indices.shape, head.out_features, device=b.latents.device) for b, head in zip(branches, self.heads)
         ]
-        for group, i, positions, logits in self._teacher_forced(branches):
+        for group, i, ratio, positions, logits in self._teacher_forced(branches):
             h, w = group.plan.sizes[i]
             window = logits.new_zeros(logits.shape[0], h * w, logits.shape[-1])
             window[:, positions] = F.log_softmax(logits.float(), -1)
-            group.paste(out[i], window.view(-1, h, w, logits.shape[-1]), self._layout_ratio(group, i))
+            group.paste(out[i], window.view(-1, h, w, logits.shape[-1]), ratio)
         return out
 
-    def _teacher_forced(self, branches: list[BranchBatch]):
-        """(window group, branch, window positions, logits (B * windows, n, K)) of every branch and
-        window size: one parallel pass per window size, windows batched image-major."""
+    def _teacher_forced(self, branches: list[BranchBatch]) -> Iterator[tuple[WindowGroup, int, int, torch.Tensor, torch.Tensor]]:
+        """(window group, branch, its size ratio, window positions, logits (B * windows, n, K)) of
+        every branch and window size: one parallel pass per window size, windows image-major."""
         shapes = [tuple(b.indices.shape[-2:]) for b in branches]
         layout, groups = self.schedule.groups(shapes, max_tokens=None)
         vectors = [self._training_vectors(b) for b in branches]  # (B, h, w, D)
@@ -351,12 +351,8 @@ class TransformerModel(IndexEntropyModel):
             for i in range(len(branches)):
                 rows = group.plan.branch_rows(i).to(hidden.device)
                 if rows.numel():
-                    yield group, i, group.plan.branch_positions(i).to(hidden.device), self.heads[i](hidden[:, rows])
-
-    @staticmethod
-    def _layout_ratio(group: WindowGroup, branch: int) -> int:
-        """Branch ``branch``'s map side over the coarsest's, read off the group's plan."""
-        return group.plan.sizes[branch][0] // group.size[0]
+                    positions = group.plan.branch_positions(i).to(hidden.device)
+                    yield group, i, layout.ratios[i], positions, self.heads[i](hidden[:, rows])
 
     @staticmethod
     def _training_vectors(branch: BranchBatch) -> torch.Tensor:
