@@ -50,13 +50,12 @@ def gaussian_conditional() -> nn.Module:
 class GaussianSnapshot(nn.Module):
     """A ``GaussianConditional``'s tensors, loaded from a state dict, without CompressAI.
 
-    It adopts every tensor of the state it is loaded from as a buffer of the same name;
-    :meth:`materialized` builds the real module from them when a likelihood is needed.
+    It adopts every tensor of the state it is loaded from as a buffer of the same name: the tables,
+    the scale table and the two bounds, which is everything coding and rate estimates read.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self._model: list[nn.Module] = []  # the real module, once built (kept out of the state dict)
         self.register_load_state_dict_pre_hook(self._adopt)
 
     def _adopt(self, module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
@@ -69,19 +68,6 @@ class GaussianSnapshot(nn.Module):
                         owner.add_module(part, nn.Module())
                     owner = owner._modules[part]
                 owner.register_buffer(leaf, torch.empty_like(tensor, device="cpu"))
-        self._model.clear()
-
-    def materialized(self) -> nn.Module:
-        if not self._model:
-            model = gaussian_conditional()
-            model.load_state_dict(self.state_dict())
-            self._model.append(model.to(next(iter(self.buffers())).device).eval())
-        return self._model[0]
-
-
-def real_model(module: nn.Module) -> nn.Module:
-    """The CompressAI module behind ``module`` (itself, or the one a snapshot builds)."""
-    return module.materialized() if isinstance(module, GaussianSnapshot) else module
 
 
 def bounded_scales(module: nn.Module, scales: torch.Tensor) -> torch.Tensor:

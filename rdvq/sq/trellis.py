@@ -183,16 +183,6 @@ def viterbi(
     return TrellisPath(indices=indices, quantizers=quantizers, cost=total)
 
 
-def sequence_quantizers(indices: torch.Tensor, trellis: Trellis) -> torch.Tensor:
-    """The quantizer of every latent of index sequences along the last dimension (from state 0)."""
-    state = torch.zeros(indices.shape[:-1], dtype=torch.int64, device=indices.device)
-    out = torch.empty_like(indices)
-    for t in range(indices.shape[-1]):
-        out[..., t] = trellis.quantizer(state)
-        state = trellis.next(state, indices[..., t])
-    return out
-
-
 def quantizers_of_levels(levels: torch.Tensor, trellis: Trellis) -> torch.Tensor:
     """The quantizer of every latent of level sequences along the last dimension (from state 0):
     what a decoder derives while it decodes, recomputed from reconstructed levels."""
