@@ -21,8 +21,7 @@ import torch.distributed as dist
 from pytorch_lightning.loggers import WandbLogger
 
 from callbacks.run_paths import run_dir
-from rdvq.checkpointing import read_codec_description
-from rdvq.codec import FAMILIES, ImageCodec
+from rdvq.codec import ImageCodec
 from rdvq.errors import ConfigError
 from rdvq.evaluation import ImageResult, evaluate, lpips_metric
 from rdvq.plots import plot_rd
@@ -45,10 +44,7 @@ def live_codec(pl_module: pl.LightningModule, engine: str = "auto") -> ImageCode
     with torch.random.fork_rng(devices=devices):
         pl_module.on_save_checkpoint(checkpoint)
         source = f"the training state at step {pl_module.global_step}"
-        description = read_codec_description(checkpoint, source)
-        family = FAMILIES[description["family"]][1]
-        latent = family.from_checkpoint(description, checkpoint["state_dict"], source, engine)
-    return ImageCodec(latent.to(pl_module.device))
+        return ImageCodec.from_checkpoint_state(checkpoint, source, engine=engine, device=pl_module.device)
 
 
 class RDEvaluation(pl.Callback):

@@ -84,12 +84,19 @@ class ImageCodec:
     def from_checkpoint(
         cls, path: str | Path, *, engine: EngineName = "auto", device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS
     ) -> "ImageCodec":
-        checkpoint = read_checkpoint(path)
-        description = read_codec_description(checkpoint, str(path))
+        return cls.from_checkpoint_state(read_checkpoint(path), str(path), engine=engine, device=device, max_pixels=max_pixels)
+
+    @classmethod
+    def from_checkpoint_state(
+        cls, checkpoint: dict[str, Any], source: str, *, engine: EngineName = "auto", device: str | torch.device = "cpu",
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> "ImageCodec":
+        """The codec of a checkpoint already in memory (``source`` names it in errors)."""
+        description = read_codec_description(checkpoint, source)
         if description["family"] not in FAMILIES:
-            raise CheckpointError(f"{path} holds a codec of unknown family {description['family']!r}")
+            raise CheckpointError(f"{source} holds a codec of unknown family {description['family']!r}")
         family = FAMILIES[description["family"]][1]
-        latent = family.from_checkpoint(description, checkpoint["state_dict"], str(path), engine)
+        latent = family.from_checkpoint(description, checkpoint["state_dict"], source, engine)
         return cls(latent.to(device), max_pixels=max_pixels)
 
     # ------------------------------------------------------------------ encoder
