@@ -2,7 +2,7 @@
 
 1. ``rates``: uniform, static-table, HyperVQ and masked-transformer coding of the *same* indices
    (the four stage B checkpoints share one bit-identical tokenizer), and the transformer's coding
-   window (4 and 8 tokens of the /64 branch, and the whole image) with the same weights.
+   window (4, 8 and 16 tokens of the /64 branch; 16 holds a whole Kodak image) with the same weights.
 2. ``joint``: stage C against stage B, with the soft-posterior rate (RDVQ's relaxation) and
    without it (hard-index cross-entropy), bpp and PSNR.
 3. ``slices``: test-time rate control, bpp and PSNR for every slice count T from one model. Every
@@ -84,8 +84,8 @@ def rates(codecs: dict[str, ImageCodec], images, files: Path) -> dict:
     out = {}
     for name, codec in codecs.items():
         out[name] = summary(evaluate(codec, images, files=files, estimate=True, progress=f"rate {name}"))
-    for window in (4, 0):
-        name = f"transformer window {window or 'whole image'}"
+    for window in (4, 16):
+        name = f"transformer window {window}" + (" (whole image)" if window == 16 else "")
         codec = variant(codecs["transformer"], window=window)
         out[name] = summary(evaluate(codec, images, files=files, estimate=True, progress=f"rate {name}"))
     return out

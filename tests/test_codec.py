@@ -30,7 +30,12 @@ LAYOUTS = {
 }
 
 
-ENTROPY_KWARGS = {"hypervq": dict(hyper_channels=3, hyper_hidden=8), "static": {}, "uniform": {}}
+ENTROPY_KWARGS = {
+    "hypervq": dict(hyper_channels=3, hyper_hidden=8),
+    "static": {},
+    "uniform": {},
+    "transformer": dict(layers=1, width=16, heads=2, window=8),
+}
 
 
 def make_codec(layout: str, kind: str, sigma: str = "scalar", engine: str = "auto") -> ImageCodec:
@@ -43,6 +48,10 @@ def make_codec(layout: str, kind: str, sigma: str = "scalar", engine: str = "aut
     if kind == "static":
         for i in range(len(tokenizer.branches)):
             model.counts(i).copy_(torch.rand(48, dtype=torch.float64) * 100)
+    if kind == "transformer":  # a trained model's heads are not zero: give it non-uniform distributions
+        with torch.no_grad():
+            for head in model.heads:
+                head.weight.normal_(0.0, 0.5)
     model.update_tables()
     return ImageCodec(VQCodec(tokenizer, model, entropy_config, engine))
 
@@ -61,7 +70,7 @@ def assert_round_trip(codec: ImageCodec, image: torch.Tensor, options: EncodeOpt
 
 
 @pytest.mark.parametrize("size", [(37, 53), (1, 1)])
-@pytest.mark.parametrize("kind", ["uniform", "static", "hypervq"])
+@pytest.mark.parametrize("kind", ["uniform", "static", "hypervq", "transformer"])
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_round_trip_is_bit_exact(layout: str, kind: str, size: tuple[int, int]) -> None:
     image = torch.rand(3, *size, generator=torch.Generator().manual_seed(1))

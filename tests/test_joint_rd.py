@@ -62,7 +62,7 @@ def test_rate_gradient_reaches_the_encoder_through_the_soft_posterior(targets: s
 
 def test_transformer_rate_reaches_the_encoder() -> None:
     torch.manual_seed(0)
-    stage = _stage(TransformerConfig(layers=1, width=16, heads=2, window=0))
+    stage = _stage(TransformerConfig(layers=1, width=16, heads=2, window=8))
     with torch.no_grad():
         for head in stage.rate.entropy_model.heads:
             head.weight.normal_(0.0, 0.5)
@@ -75,7 +75,7 @@ def test_a_larger_lambda_gives_fewer_bits(stage_b_checkpoint: Path) -> None:
     for lmbda in (0.0, 1.0):
         torch.manual_seed(0)
         stage = _stage(init_from=str(stage_b_checkpoint), lmbda=lmbda, tau=0.05)
-        _trainer(25).fit(stage, FixedBatch(batch, 25))
+        _trainer(12).fit(stage, FixedBatch(batch, 12))
         stage.eval()
         with torch.no_grad():
             quantization = stage.tokenizer.quantize(stage.tokenizer.encode(batch))
@@ -106,7 +106,7 @@ def test_stage_c_from_a_stage_b_checkpoint(stage_b_checkpoint: Path, tmp_path: P
         rows = list(csv.DictReader(f))
     ramp = [float(r["train/lambda_effective"]) for r in rows if r.get("train/lambda_effective")]
     assert ramp == pytest.approx([0.0, 0.05, 0.1, 0.1])  # lmbda 0.1, warm-up over 2 steps
-    assert {float(r["train/tau"]) for r in rows if r.get("train/tau")} == {0.05}
+    assert {round(float(r["train/tau"]), 6) for r in rows if r.get("train/tau")} == {0.05}
     assert any(r.get("val/bpp_real") for r in rows)
     last = tmp_path / "checkpoints" / "last.ckpt"
     stored = read_checkpoint(last)

@@ -24,7 +24,7 @@ from test_codec import assert_round_trip, make_codec, rdvq
 IMAGE = torch.rand(3, 24, 40, generator=torch.Generator().manual_seed(11))
 
 
-def transformer_codec(tiles=((1, 2), (2, 2)), window: int = 0) -> ImageCodec:
+def transformer_codec(tiles=((1, 2), (2, 2)), window: int = 16) -> ImageCodec:
     """Two scales with a 2 + 4 slice schedule, random (non-uniform) weights."""
     torch.manual_seed(0)
     tokenizer = Tokenizer(TokenizerConfig(base_channels=8, embed_dim=4, codebook_size=48, channel_mult=[1, 2, 2], scales=[2, 4])).eval()
@@ -41,7 +41,7 @@ def slice_masks(codec: ImageCodec, shapes) -> list[list[torch.Tensor]]:
     model = codec.latent.entropy_model
     layout, groups = model.schedule.groups(shapes)
     out = []
-    for spec in groups[0].plan.slices:
+    for spec in next(groups).plan.slices:
         masks = [torch.zeros(h * w, dtype=torch.bool) for h, w in shapes]
         masks[spec.branch][spec.positions] = True
         out.append([m.view(1, *shape) for m, shape in zip(masks, shapes)])
@@ -130,13 +130,14 @@ def test_cli_rate_control_and_index_selection_decode_to_the_reconstruction(trans
     source = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(source)
     ckpt = str(transformer_checkpoint)
-    for number, flags in enumerate([["--slices", "5"], ["--slices", "9", "--completion", "sample", "--seed", "77"], ["--rdo-lambda", "0.05"]]):
-        out = tmp_path / str(number)
-        done = rdvq("compress", str(source), "--ckpt", ckpt, "--out-dir", str(out), "--recon-dir", str(out), *flags)
+    runs = {"sampled": ["--slices", "9", "--completion", "sample", "--seed", "77"], "selected": ["--slices", "12", "--rdo-lambda", "0.05"]}
+    for name, flags in runs.items():
+        done = rdvq("compress", str(source), "--ckpt", ckpt, "-o", str(tmp_path / f"{name}.rdvq"), "--recon-dir", str(tmp_path / name), *flags)
         assert done.returncode == 0, done.stderr
-        done = rdvq("decompress", str(out / "photo.rdvq"), "--ckpt", ckpt, "-o", str(out / "decoded.png"))
-        assert done.returncode == 0, done.stderr
-        assert (out / "decoded.png").read_bytes() == (out / "photo.png").read_bytes()
+    done = rdvq("decompress", *(str(tmp_path / f"{name}.rdvq") for name in runs), "--ckpt", ckpt, "--out-dir", str(tmp_path / "decoded"))
+    assert done.returncode == 0, done.stderr
+    for name in runs:
+        assert (tmp_path / "decoded" / f"{name}.png").read_bytes() == (tmp_path / name / "photo.png").read_bytes()
     done = rdvq("compress", str(source), "--ckpt", ckpt, "-o", str(tmp_path / "x.rdvq"), "--slices", "17")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip() == f"error: {source}: --slices 17: this model codes 16 slices"

@@ -45,8 +45,9 @@ def random_branches(tokenizer: Tokenizer, size: tuple[int, int], seed: int = 0) 
 # ---------------------------------------------------------------------------------------- schedule
 def test_rdvq_schedule_is_28_regular_sub_lattices_coarse_to_fine() -> None:
     shapes = [(16, 16), (8, 8), (4, 4)]  # a 256 x 256 window at /16, /32, /64
-    schedule = SliceSchedule(3, None, window=0)
+    schedule = SliceSchedule(3, None, window=4)
     layout, groups = schedule.groups(shapes)
+    groups = list(groups)
     assert layout.order == (2, 1, 0) and default_tiles(3) == [(2, 2), (2, 4), (4, 4)]
     plan = groups[0].plan
     assert schedule.num_slices == len(plan.slices) == 28
@@ -67,7 +68,7 @@ def test_residual_stages_are_coded_in_stage_order_within_a_scale() -> None:
     assert coding_order([(8, 8), (8, 8), (4, 4), (4, 4)]) == [2, 3, 0, 1]
 
 
-@pytest.mark.parametrize("window", [0, 1, 3])
+@pytest.mark.parametrize("window", [1, 3, 8])
 def test_windows_tile_the_image_and_crop_paste_round_trip(window: int) -> None:
     shapes = [(20, 28), (10, 14), (5, 7)]
     layout, groups = SliceSchedule(3, None, window).groups(shapes, max_tokens=100)
@@ -86,6 +87,8 @@ def test_bad_transformer_configs_are_one_line_errors() -> None:
         TransformerConfig(width=30, heads=3)
     with pytest.raises(ConfigError, match="tiles"):
         TransformerConfig(tiles=[[2, 2, 2]])
+    with pytest.raises(ConfigError, match="window"):
+        TransformerConfig(window=0)
     tokenizer = Tokenizer(TokenizerConfig(base_channels=8, embed_dim=4, codebook_size=48, **MULTI))
     with pytest.raises(ConfigError, match="3 branches"):
         build_entropy_model(TransformerConfig(tiles=[[2, 2]]), tokenizer)
@@ -96,14 +99,14 @@ def _slice_logits_parallel(model, branches) -> list[torch.Tensor]:
     """Teacher-forced log-probabilities of each slice of a one-window image, in schedule order."""
     layout, groups = model.schedule.groups([tuple(b.indices.shape[-2:]) for b in branches])
     log_probs = model.log_probs(branches)
-    return [log_probs[s.branch].flatten(1, 2)[0, s.positions] for s in groups[0].plan.slices]
+    return [log_probs[s.branch].flatten(1, 2)[0, s.positions] for s in next(groups).plan.slices]
 
 
 def test_changing_a_slice_never_changes_the_logits_of_earlier_slices() -> None:
-    tokenizer, model, _ = random_model(window=0)
+    tokenizer, model, _ = random_model(window=8)
     branches = random_branches(tokenizer, (32, 40))
     layout, groups = model.schedule.groups([tuple(b.indices.shape[-2:]) for b in branches])
-    slices = groups[0].plan.slices
+    slices = next(groups).plan.slices
     with torch.no_grad():
         before = _slice_logits_parallel(model, branches)
         for changed in (0, 5, 13):
@@ -119,7 +122,7 @@ def test_changing_a_slice_never_changes_the_logits_of_earlier_slices() -> None:
 
 @pytest.mark.parametrize("kv_cache", [True, False])
 def test_incremental_loop_computes_the_teacher_forced_distributions(kv_cache: bool) -> None:
-    tokenizer, model, _ = random_model(window=0, kv_cache=kv_cache)
+    tokenizer, model, _ = random_model(window=8, kv_cache=kv_cache)
     branches = random_branches(tokenizer, (32, 40))
     layout, groups = model.schedule.groups([tuple(b.indices.shape[-2:]) for b in branches])
     codewords = [b.codewords for b in branches]
@@ -144,18 +147,18 @@ def _codec(window: int = 2, **kwargs) -> ImageCodec:
 
 
 def test_whole_image_and_windowed_coding_both_round_trip() -> None:
-    image = torch.rand(3, 40, 56, generator=torch.Generator().manual_seed(3))
+    image = torch.rand(3, 32, 48, generator=torch.Generator().manual_seed(3))
     streams = {}
-    for window in (0, 2):
+    for window in (8, 2):  # one window for the whole image, and 2 x 3 windows
         codec = _codec(window=window)
         encoded = codec.encode(image)
         assert torch.equal(codec.decompress(encoded.data), encoded.reconstruction)
         streams[window] = container.unpack(encoded.data).streams
-    assert streams[0] != streams[2]  # windows change the context, so the streams differ
+    assert streams[8] != streams[2]  # windows change the context, so the streams differ
 
 
 def test_files_without_kv_cache_round_trip() -> None:
-    codec = _codec(kv_cache=False)
+    codec = _codec(window=8, kv_cache=False)
     image = torch.rand(3, 24, 40, generator=torch.Generator().manual_seed(4))
     encoded = codec.encode(image)
     assert torch.equal(codec.decompress(encoded.data), encoded.reconstruction)
@@ -177,17 +180,6 @@ def test_header_parameters_are_validated(transformer_file, parameters, match: st
     crafted = container.pack(dataclasses.replace(container.unpack(valid), parameters=parameters))
     with pytest.raises(InvalidHeaderError, match=match):
         codec.decompress(crafted)
-
-
-@pytest.mark.parametrize("size", [(8192, 8192), (1, 1 << 20), (1 << 13, 1 << 13)])
-def test_crafted_sizes_fail_fast_in_bounded_memory(transformer_file, size: tuple[int, int]) -> None:
-    from test_untrusted_files import _decode_measured
-
-    codec, valid = transformer_file
-    crafted = container.pack(dataclasses.replace(container.unpack(valid), height=size[0], width=size[1]))
-    error, seconds, peak_mib = _decode_measured(codec, crafted)
-    assert isinstance(error, BitstreamError), error
-    assert seconds < 2.0 and peak_mib < 512, (seconds, peak_mib)
 
 
 def test_encoder_refuses_options_it_cannot_honour() -> None:

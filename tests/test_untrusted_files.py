@@ -99,12 +99,21 @@ def test_a_tail_floor_at_the_codebook_size_is_invalid(trained_file) -> None:
         codec.decompress(crafted)
 
 
-CODECS = {kind: make_codec("multi", kind) for kind in ("uniform", "static", "hypervq")}
+CODECS = {kind: make_codec("multi", kind) for kind in ("uniform", "static", "hypervq", "transformer")}
 FILES = {kind: codec.compress(torch.rand(3, 37, 53, generator=torch.Generator().manual_seed(5))) for kind, codec in CODECS.items()}
 # The scalar codec family: the same container and typed errors, with rounding and with TCQ.
 for _quantizer in ("usq", "tcq4"):
     CODECS[f"sq-{_quantizer}"] = make_sq_codec(_quantizer)
     FILES[f"sq-{_quantizer}"] = CODECS[f"sq-{_quantizer}"].compress(torch.rand(3, 37, 53, generator=torch.Generator().manual_seed(5)))
+
+
+@pytest.mark.parametrize("size", [(8192, 8192), (1, 1 << 20)])
+@pytest.mark.parametrize("kind", sorted(CODECS))
+def test_crafted_sizes_fail_fast_for_every_entropy_model(kind: str, size: tuple[int, int]) -> None:
+    crafted = container.pack(dataclasses.replace(container.unpack(FILES[kind]), height=size[0], width=size[1]))
+    error, seconds, peak_mib = _decode_measured(CODECS[kind], crafted)
+    assert isinstance(error, BitstreamError), error
+    assert seconds < 2.0 and peak_mib < 512, (seconds, peak_mib)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -7,10 +7,10 @@ top-left corner, and slice ``t`` of the branch is every position whose cell in i
 shifts. RDVQ's schedule for three scales is 2x2, 2x4 and 4x4 tiles: 4 + 8 + 16 = 28 slices.
 
 The image is cut into independent square *windows* (``window`` tokens of the coarsest branch per
-side, 0 for the whole image; the same pixels in every branch), each coded with the whole schedule.
-Windows of the same size are batched in groups of at most :data:`MAX_GROUP_TOKENS` tokens, in a
-fixed order, so encoder and decoder run the same shapes and a decoder's memory is bounded by one
-group whatever size a file declares.
+side, the same pixels in every branch), each coded with the whole schedule. Windows of the same
+size are batched in groups of at most :data:`MAX_GROUP_TOKENS` tokens, in a fixed order, so encoder
+and decoder run the same shapes, and a decoder's memory is bounded by one group (and a window by
+:data:`MAX_WINDOW`) whatever size a file declares.
 
 Everything here is derived from the index-map shapes, which the decoder knows from the image size:
 distinct scales always have distinct shapes, and residual stages of one scale are consecutive in
@@ -19,12 +19,14 @@ the tokenizer's branch order with equal shapes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 
 MAX_TILE_CELLS = 64
 MAX_GROUP_TOKENS = 16384
+MAX_WINDOW = 32
 
 
 def coding_order(shapes: list[tuple[int, int]]) -> list[int]:
@@ -180,22 +182,35 @@ class SliceSchedule:
                 slices.append(Slice(branch, positions, (coords + 0.5) * unit - 0.5))
         return WindowPlan(sizes, slices)
 
-    def groups(self, shapes: list[tuple[int, int]], max_tokens: int | None = MAX_GROUP_TOKENS) -> tuple[Layout, list[WindowGroup]]:
-        """The image's layout and its window groups in coding order: windows of one size in raster
-        order, sizes in the order they first occur, at most ``max_tokens`` tokens per group (None:
+    def groups(self, shapes: list[tuple[int, int]], max_tokens: int | None = MAX_GROUP_TOKENS) -> tuple[Layout, Iterator[WindowGroup]]:
+        """The image's layout and its window groups in coding order, made one at a time (a decoder
+        stops at the first group a stream cannot fill, whatever size the file declares): windows
+        of one size in raster order, sizes in the order they first occur (full windows, then the
+        right column, the bottom row, the corner), at most ``max_tokens`` tokens per group (None:
         one group per size, for training batches that are in memory anyway)."""
         layout = Layout.from_shapes(shapes)
+        return layout, self._groups(layout, max_tokens)
+
+    def _groups(self, layout: Layout, max_tokens: int | None) -> Iterator[WindowGroup]:
         height, width = layout.coarse
-        side_h = self.window or height
-        side_w = self.window or width
-        by_size: dict[tuple[int, int], list[tuple[int, int]]] = {}
-        for r in range(0, height, side_h):
-            for c in range(0, width, side_w):
-                by_size.setdefault((min(side_h, height - r), min(side_w, width - c)), []).append((r, c))
-        groups = []
-        for size, origins in by_size.items():
-            plan = self.plan(layout, size)
-            per_group = len(origins) if max_tokens is None else max(1, max_tokens // plan.num_tokens)
-            for start in range(0, len(origins), per_group):
-                groups.append(WindowGroup(plan, tuple(origins[start : start + per_group]), size))
-        return layout, groups
+        row_classes = _spans(height, self.window)
+        col_classes = _spans(width, self.window)
+        for row_size, rows in row_classes:
+            for col_size, cols in col_classes:
+                size = (row_size, col_size)
+                plan = self.plan(layout, size)
+                count = len(rows) * len(cols)
+                per_group = count if max_tokens is None else max(1, max_tokens // plan.num_tokens)
+                for start in range(0, count, per_group):
+                    picks = range(start, min(start + per_group, count))
+                    origins = tuple((rows[i // len(cols)], cols[i % len(cols)]) for i in picks)
+                    yield WindowGroup(plan, origins, size)
+
+
+def _spans(length: int, side: int) -> list[tuple[int, range]]:
+    """Window starts along one axis by window size: the full windows, then the shorter last one."""
+    full = length // side
+    out = [(side, range(0, full * side, side))] if full else []
+    if length % side:
+        out.append((length % side, range(full * side, length, side)))
+    return out

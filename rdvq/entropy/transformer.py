@@ -30,7 +30,7 @@ decoder's indices exactly.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -51,7 +51,7 @@ from rdvq.entropy.base import (
     RateEstimate,
 )
 from rdvq.entropy.index_selection import select_indices
-from rdvq.entropy.slices import MAX_TILE_CELLS, Layout, Slice, SliceSchedule, WindowGroup, WindowPlan
+from rdvq.entropy.slices import MAX_TILE_CELLS, MAX_WINDOW, Layout, Slice, SliceSchedule, WindowGroup, WindowPlan
 from rdvq.errors import ConfigError, InvalidHeaderError
 
 ROPE_BASE = 100.0  # positions span tens of finest-grid cells per window
@@ -64,7 +64,9 @@ class TransformerConfig(DictConfig):
     """``layers`` x ``width`` with ``heads`` attention heads (width / heads divisible by 4, for the
     2D rotary embedding). ``tiles``: the slice pattern ``[rows, cols]`` of every branch in coding
     order, coarse to fine (None: RDVQ's, 4 + 8 + 16 slices for three scales). ``window``: side of
-    the independent coding windows in tokens of the coarsest branch (0: the whole image).
+    the independent coding windows in tokens of the coarsest branch, at most
+    :data:`~rdvq.entropy.slices.MAX_WINDOW` (a window bounds the decoder's memory, so there is no
+    unbounded whole-image mode; 16 covers a Kodak image at /64).
     ``kv_cache: false`` recomputes every earlier slice at each coding step instead of caching
     keys and values (slower, for measurement; its files need a model configured the same way)."""
 
@@ -85,8 +87,8 @@ class TransformerConfig(DictConfig):
             raise ConfigError(
                 f"entropy_model.width / heads must be a whole multiple of 4, got {self.width} / {self.heads}"
             )
-        if self.window < 0:
-            raise ConfigError(f"entropy_model.window must be >= 0 (0: whole image), got {self.window}")
+        if not 1 <= self.window <= MAX_WINDOW:
+            raise ConfigError(f"entropy_model.window must be in 1..{MAX_WINDOW}, got {self.window}")
         if self.tiles is not None:
             self.tiles = [list(t) for t in self.tiles]
             for tile in self.tiles:
@@ -256,7 +258,27 @@ class CodingState:
 
 
 # ---------------------------------------------------------------------------------------- model
-Chooser = Callable[[int, int, Slice, torch.Tensor], torch.Tensor]
+class _GroupCrops:
+    """The encoder's indices (G, h*w) and latents (G, h*w, D) per branch for the window group
+    being coded, cropped once per group."""
+
+    def __init__(self, branches: list[BranchBatch], layout: Layout) -> None:
+        self.branches, self.layout = branches, layout
+        self.group: WindowGroup | None = None  # held, so a later group can never be mistaken for it
+        self.crops: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+
+    def of(self, group: WindowGroup) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        if self.group is not group:
+            pairs = list(zip(self.branches, self.layout.ratios))
+            self.group = group
+            self.crops = (
+                [group.crop(b.indices, r).flatten(1) for b, r in pairs],
+                [group.crop(b.latents.permute(0, 2, 3, 1), r).flatten(1, 2) for b, r in pairs],
+            )
+        return self.crops
+
+
+Chooser = Callable[[int, WindowGroup, Slice, torch.Tensor], torch.Tensor]
 
 
 class TransformerModel(IndexEntropyModel):
@@ -381,13 +403,13 @@ class TransformerModel(IndexEntropyModel):
         return self.net.parallel(torch.cat(content, 1), torch.cat(queries, 1), coords, coords, slices, slices)
 
     # ------------------------------------------------------------------ coding
-    def run_schedule(self, layout: Layout, groups: list[WindowGroup], codewords: list[torch.Tensor], choose: Chooser) -> list[torch.Tensor]:
-        """The incremental loop both sides run. ``choose(slice id, group number, slice, logits)``
+    def run_schedule(self, layout: Layout, groups: Iterable[WindowGroup], codewords: list[torch.Tensor], choose: Chooser) -> list[torch.Tensor]:
+        """The incremental loop both sides run. ``choose(slice id, window group, slice, logits)``
         turns a slice's logits (G, n, K) into its indices (G, n): the encoder codes its indices
         (or completes), the decoder decodes them (or completes). Returns the index maps (1, h, w)."""
         device = codewords[0].device
         maps = [torch.zeros(1, layout.coarse[0] * r, layout.coarse[1] * r, dtype=torch.int64) for r in layout.ratios]
-        for number, group in enumerate(groups):
+        for group in groups:
             plan, count = group.plan, len(group.origins)
             windows = [torch.zeros(count, h * w, dtype=torch.int64, device=device) for h, w in plan.sizes]
             state = CodingState(self.net, self.kv_cache, count)
@@ -415,7 +437,7 @@ class TransformerModel(IndexEntropyModel):
                 )
                 if hidden is not None:
                     logits = self.heads[branch](hidden).float()
-                    windows[branch][:, positions] = choose(number_in_plan, number, spec, logits).to(device)
+                    windows[branch][:, positions] = choose(number_in_plan, group, spec, logits).to(device)
                 previous = (number_in_plan, spec)
             for i, ratio in enumerate(layout.ratios):
                 group.paste(maps[i], windows[i].view(count, *plan.sizes[i]).cpu(), ratio)
@@ -450,19 +472,13 @@ class TransformerModel(IndexEntropyModel):
         encoder = IndexEncoder()
         complete = self._completion(options.completion, engine, options.seed)
         layout, groups = self.schedule.groups([tuple(b.indices.shape[-2:]) for b in branches])
-        crops: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+        crops = _GroupCrops(branches, layout)
 
-        def choose(slice_id: int, number: int, spec: Slice, logits: torch.Tensor) -> torch.Tensor:
+        def choose(slice_id: int, group: WindowGroup, spec: Slice, logits: torch.Tensor) -> torch.Tensor:
             flat = logits.flatten(0, 1)
             if slice_id >= sent:
                 return complete(flat).view(logits.shape[:2])
-            if number not in crops:  # the encoder's indices and latents of this group's windows
-                group = groups[number]
-                crops[number] = (
-                    [group.crop(b.indices, r).flatten(1) for b, r in zip(branches, layout.ratios)],
-                    [group.crop(b.latents.permute(0, 2, 3, 1), r).flatten(1, 2) for b, r in zip(branches, layout.ratios)],
-                )
-            indices, latents = crops[number]
+            indices, latents = crops.of(group)
             positions = spec.positions.to(indices[spec.branch].device)
             if options.rdo_lambda is None:
                 symbols = indices[spec.branch][:, positions].reshape(-1)
@@ -499,7 +515,7 @@ class TransformerModel(IndexEntropyModel):
         decoder = IndexDecoder(streams[0])
         complete = self._completion(COMPLETIONS[completion], engine, seed)
 
-        def choose(slice_id: int, number: int, spec: Slice, logits: torch.Tensor) -> torch.Tensor:
+        def choose(slice_id: int, group: WindowGroup, spec: Slice, logits: torch.Tensor) -> torch.Tensor:
             flat = logits.flatten(0, 1)
             symbols = complete(flat) if slice_id >= sent else engine.decode_logits(decoder, flat)
             return symbols.view(logits.shape[:2])
