@@ -111,9 +111,9 @@ def rope_table(coords: torch.Tensor, head_dim: int) -> torch.Tensor:
 
 def rotate(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
     """Rotary embedding of ``x`` (..., n, head_dim): channel pairs (2i, 2i+1) as complex numbers
-    times ``rope`` (n, head_dim / 2)."""
-    pairs = torch.view_as_complex(x.reshape(*x.shape[:-1], -1, 2).contiguous())
-    return torch.view_as_real(pairs * rope).flatten(-2)
+    times ``rope`` (n, head_dim / 2), in float32 (there are no bfloat16 complex numbers)."""
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2).contiguous())
+    return torch.view_as_real(pairs * rope).flatten(-2).to(x.dtype)
 
 
 class Block(nn.Module):
