@@ -8,8 +8,8 @@ as its own input, the codewords of the branch coded just before its own, upsampl
 Two token streams share one network (as in M2T): a *content* token per position carries its
 projected codeword, a *query* token per position carries a learned query embedding plus the
 upsampled context, and predicts the position's index (K logits). Content tokens attend to content
-of their own and earlier slices; query tokens attend to content of earlier slices and to
-themselves. Training is one parallel pass under that mask (teacher forcing), against hard indices
+of their own and earlier slices, query tokens to content of earlier slices; a learned start token
+leads every window's content. Training is one parallel pass under that mask (teacher forcing), against hard indices
 or the soft posterior. Coding runs the same network incrementally, one slice per step with a KV
 cache: step ``s`` adds the content of slice ``s - 1`` to the cache and reads the logits of slice
 ``s``. The encoder and the decoder both run this loop (same shapes, same kernels), because
