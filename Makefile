@@ -21,7 +21,7 @@ quickstart: $(STAMP)
 	$(BIN)/python -m rdvq.app.quickstart
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 clean:
 	rm -rf runs .pytest_cache .hypothesis
