@@ -44,6 +44,7 @@ from compressai.zoo import bmshj2018_hyperprior  # noqa: E402
 from rdvq.codec import ImageCodec, VQCodec, container  # noqa: E402
 from rdvq.coding import IndexDecoder, IndexEncoder, ProbabilityEngine  # noqa: E402
 from rdvq.coding import probability as P  # noqa: E402
+from rdvq.coding.engine import ENGINES  # noqa: E402
 from rdvq.encode_options import EncodeOptions  # noqa: E402
 from rdvq.entropy import UniformConfig, UniformModel  # noqa: E402
 from rdvq.evaluation import evaluate  # noqa: E402
@@ -389,7 +390,7 @@ def main() -> None:
     parser.add_argument("--fast", default="runs/bench/hypervq_stem4/checkpoints/last.ckpt",
                         help="HyperVQ on the CPU-efficient tokenizer ('' to leave out)")
     parser.add_argument("--kodak", default="../shared/datasets/kodak")
-    parser.add_argument("--engine", default="auto", choices=["auto", "torch", "numba", "triton"])
+    parser.add_argument("--engine", default="auto", choices=ENGINES)
     parser.add_argument("--top-k", type=int, default=64, help="tail floor of the Kodak HyperVQ row (the large-codebook cases use top-k 256, as the goal)")
     parser.add_argument("--positions", type=int, default=1536, help="index positions per image (Kodak at /16)")
     parser.add_argument("--sections", nargs="+", default=["kodak", "large", "coders", "startup"],

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rdvq.atomic import atomic_write_bytes
 from rdvq.codec.image_codec import DEFAULT_MAX_PIXELS, ImageCodec
+from rdvq.coding.engine import ENGINES
 from rdvq.encode_options import EncodeOptions
 from rdvq.errors import ConfigError, RdvqError
 from rdvq.image_io import read_image, write_png
@@ -33,7 +34,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
     target.add_argument("-o", "--output", help="output file (only with a single input)")
     target.add_argument("--out-dir", help="directory for the outputs (default: next to each input)")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    parser.add_argument("--engine", choices=["auto", "torch", "triton"], default="auto", help="probability engine")
+    parser.add_argument("--engine", choices=ENGINES, default="auto", help="probability engine (auto: Triton for CUDA tensors, numba on the CPU)")
     parser.add_argument("--device", default="cpu", help="torch device for the networks (default: cpu)")
     if compress:
         parser.add_argument(

@@ -27,6 +27,7 @@ from typing import Any
 from rdvq import __version__
 from rdvq.checkpointing import read_checkpoint
 from rdvq.codec.image_codec import ImageCodec
+from rdvq.coding.engine import ENGINES
 from rdvq.encode_options import EncodeOptions
 from rdvq.errors import ConfigError
 from rdvq.evaluation import Evaluation, dists_metric, evaluate, lpips_metric
@@ -94,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--bd-method", choices=BD_METHODS, default=DEFAULT_BD_METHOD,
                         help=f"Bjontegaard interpolation (default {DEFAULT_BD_METHOD})")
     parser.add_argument("--estimate", action="store_true", help="also record the model's estimated bpp")
-    parser.add_argument("--engine", choices=["auto", "torch", "triton"], default="auto", help="probability engine")
+    parser.add_argument("--engine", choices=ENGINES, default="auto", help="probability engine (auto: Triton for CUDA tensors, numba on the CPU)")
     parser.add_argument("--device", default="cpu", help="torch device for the networks (default: cpu)")
     return parser
 
