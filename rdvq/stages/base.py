@@ -59,6 +59,12 @@ class CodecStage(pl.LightningModule):
         self.gradient_clip = gradient_clip
         self.distortion: DistortionLoss | None = None
 
+    def on_fit_start(self) -> None:
+        """Lightning (>= 2.2) keeps the modes modules were built in, so a stage's :meth:`train`,
+        which keeps its frozen parts in eval mode (no quantizer statistics, no dead-code restarts),
+        is applied here, before the first step."""
+        self.train()
+
     def load_init_weights(self) -> None:
         """Apply ``init_from`` once every submodule exists."""
         if self._init_checkpoint is not None:

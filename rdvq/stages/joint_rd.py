@@ -73,7 +73,6 @@ class JointRD(RDVQStage):
             for quantizer in self.tokenizer.quantizers:
                 quantizer.codebook.requires_grad_(False)
         self.load_init_weights()
-        self.train()  # Lightning keeps the modes modules are built in: apply the frozen codebook's now
 
     # ------------------------------------------------------------------ the rate-distortion point
     @property
