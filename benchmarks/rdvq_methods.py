@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -71,6 +72,16 @@ def summary(evaluation, **extra) -> dict:
     mean = evaluation.mean()
     keys = ("bpp", "estimated_bpp", "psnr", "ms_ssim_db", "encode_seconds", "decode_seconds")
     return {**{k: mean.get(k) for k in keys}, "images": len(evaluation.images), "all_exact": True, **extra}
+
+
+def bpp_at_psnr(points: list[dict], target: float) -> float | None:
+    """Rate of a curve at ``target`` PSNR, interpolated linearly in log-bpp between its two nearest
+    points; None outside the curve's PSNR range (no extrapolation)."""
+    ordered = sorted((row["psnr"], math.log(row["bpp"])) for row in points)
+    for (p0, r0), (p1, r1) in zip(ordered, ordered[1:]):
+        if p0 <= target <= p1:
+            return math.exp(r0 + (r1 - r0) * (target - p0) / (p1 - p0)) if p1 > p0 else math.exp(r0)
+    return None
 
 
 def timed(fn, *args):
@@ -170,15 +181,26 @@ def markdown(results: dict, command: str) -> str:
         for name, row in results["joint"].items():
             lines.append(f"| {name} | {row['bpp']:.5f} | {row['psnr']:.2f} | {row['ms_ssim_db']:.2f} |")
         lines.append("")
+        stage_b = list(results.get("rdo", {}).get("transformer", {}).values())
+        if stage_b:
+            lines += ["Stage C against stage B at equal PSNR: stage B's curve is its entropy-constrained index selection "
+                      "(the rdo rows of the transformer below), interpolated in log-bpp.", "",
+                      "| model | PSNR dB | real bpp | stage B's bpp at that PSNR | rate change |", "| --- | --- | --- | --- | --- |"]
+            for name, row in results["joint"].items():
+                if name.startswith("stage C"):
+                    anchor = bpp_at_psnr(stage_b, row["psnr"])
+                    cells = ("outside stage B's curve", "n/a") if anchor is None else (f"{anchor:.5f}", f"{100 * (row['bpp'] / anchor - 1):+.1f} %")
+                    lines.append(f"| {name} | {row['psnr']:.2f} | {row['bpp']:.5f} | " + " | ".join(cells) + " |")
+            lines.append("")
     if "slices" in results:
         s = results["slices"]
         rows = s["every_T"]
         lines += [f"Rate control, {s['slices']} slices ({s['model']}); every T encoded, real file sizes:", "",
                   "| T | real bpp | PSNR dB |", "| --- | --- | --- |"]
         lines += [f"| {t} | {row['bpp']:.5f} | {row['psnr']:.2f} |" for t, row in rows.items()]
-        first, last = rows[min(rows)], rows[max(rows)]
+        first, last = rows[min(rows, key=int)], rows[max(rows, key=int)]
         lines += ["", f"bpp span T=all / T=1: {last['bpp'] / first['bpp']:.1f}x", "",
-                  "| decoded from files | real bpp | PSNR dB | all 24 decoded == encoder reconstruction |", "| --- | --- | --- | --- |"]
+                  f"| decoded from files | real bpp | PSNR dB | all {results['images']} decoded == encoder reconstruction |", "| --- | --- | --- | --- |"]
         lines += [f"| {name} | {row['bpp']:.5f} | {row['psnr']:.2f} | {row['all_exact']} |" for name, row in s["decoded"].items()]
         lines.append("")
     if "rdo" in results:
@@ -208,7 +230,7 @@ def main() -> None:
     parser.add_argument("--kodak", default="../shared/datasets/kodak")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--verify-slices", type=int, nargs="+", default=[4, 12], help="slice counts also decoded from files")
-    parser.add_argument("--rdo-lambdas", type=float, nargs="+", default=[0.0, 0.01, 0.02, 0.05])
+    parser.add_argument("--rdo-lambdas", type=float, nargs="+", default=[0.0, 0.01, 0.02, 0.05, 0.1, 0.2])
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats per image (median)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="also write the raw results here")
