@@ -10,13 +10,21 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rdvq compress --ckpt "$ckpt" --out-dir "$work/files" --recon-dir "$work/encoder" "$@" "$images"/*.png >/dev/null
 rdvq decompress --ckpt "$ckpt" --out-dir "$work/decoded" "$work/files"/*.rdvq >/dev/null
-total=0 same=0 bits=0 pixels=0
+total=0 same=0
 for encoder in "$work/encoder"/*.png; do
-    name=$(basename "$encoder" .png)
     total=$((total + 1))
-    cmp -s "$encoder" "$work/decoded/$name.png" && same=$((same + 1))
-    bits=$((bits + 8 * $(stat -c %s "$work/files/$name.rdvq")))
-    pixels=$((pixels + $(python -c "from PIL import Image; w, h = Image.open('$encoder').size; print(w * h)")))
+    cmp -s "$encoder" "$work/decoded/$(basename "$encoder")" && same=$((same + 1))
 done
-echo "$ckpt $*: $same / $total decoded PNGs identical to the encoder's reconstruction, $(python -c "print(f'{$bits / $pixels:.5f}')") bpp (all files)"
+bpp=$(python - "$work" <<'PY'
+import math
+import sys
+from pathlib import Path
+from PIL import Image
+work = Path(sys.argv[1])
+bits = sum(8 * f.stat().st_size for f in (work / "files").glob("*.rdvq"))
+pixels = sum(math.prod(Image.open(p).size) for p in (work / "encoder").glob("*.png"))
+print(f"{bits / pixels:.5f}")
+PY
+)
+echo "$ckpt${*:+ $*}: $same / $total decoded PNGs identical to the encoder's reconstruction, $bpp bpp (all files)"
 [ "$same" -eq "$total" ]
