@@ -7,8 +7,9 @@
    with CompressAI's bmshj2018-hyperprior (quality 3) on the same CPU and images, as ratios; the
    same for a second, CPU-efficient tokenizer (``--fast``) with its bpp and PSNR.
 3. Large codebooks: time and peak memory of the probability engine + range coder at K = 1024,
-   16384 and 65536 for Kodak-sized index maps, with and without the bounded tail floor, as ratios
-   to K = 1024.
+   16384 and 65536 for Kodak-sized index maps, with and without the bounded tail floor, exact or
+   with the candidate search at several search widths, as ratios to K = 1024, and the searched
+   rows' rate against the exact tail floor's.
 4. Coders: constriction's range coder at 24-bit precision (what rdvq uses) against CompressAI's
    16-bit rANS on the same distributions.
 5. Start-up: ``rdvq compress`` from process start to its first byte of work (the command's wall
@@ -174,7 +175,9 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def large_codebook_case(size: int, top_k: int | None, positions: int, repeats: int, engine_name: str) -> dict:
+def large_codebook_case(
+    size: int, top_k: int | None, width: int | None, positions: int, repeats: int, engine_name: str
+) -> dict:
     """One case in this process: Kodak-sized Gaussian index coding over a random K x 8 codebook
     (large codebooks use small embeddings, as in VQGAN-LC). The latent is a random unit vector, its
     index the nearest codeword; the "hyperprior" predicts it with an error of norm ~0.25 and knows
@@ -188,7 +191,7 @@ def large_codebook_case(size: int, top_k: int | None, positions: int, repeats: i
     mu = latents + sigma[:, None] * torch.randn(positions, dim, generator=g)
     codebook = P.FixedPointCodebook.from_codewords(codewords)
     params = P.GaussianParameters.from_float(mu, sigma, codebook)
-    engine = ProbabilityEngine(engine_name, top_k=top_k)
+    engine = ProbabilityEngine(engine_name, top_k=top_k, search_width=width)
 
     def encode() -> bytes:
         encoder = IndexEncoder()
@@ -208,21 +211,23 @@ def large_codebook_case(size: int, top_k: int | None, positions: int, repeats: i
     t_enc = statistics.median(timed(encode)[1] for _ in range(repeats))
     t_dec = statistics.median(timed(decode, data)[1] for _ in range(repeats))
     ideal, start = 0.0, 0
-    for table in ProbabilityEngine("torch", top_k=top_k).gaussian_tables(params, codebook):
+    for table in ProbabilityEngine("torch", top_k=top_k, search_width=width).gaussian_tables(params, codebook):
         ideal += float(P.ideal_bits(table.full(), symbols[start : start + table.num_positions]).sum())
         start += table.num_positions
-    return dict(K=size, top_k=top_k, positions=positions, enc_s=t_enc, dec_s=t_dec, bits=len(data) * 8,
+    return dict(K=size, top_k=top_k, search_width=width, positions=positions, enc_s=t_enc, dec_s=t_dec, bits=len(data) * 8,
                 ideal_bits=ideal, peak_mib=(peak - baseline) / 1024)
 
 
-def large_codebooks(positions: int, repeats: int, top_k: int, engine: str) -> list[dict]:
-    cases = [(1024, None), (1024, top_k), (16384, None), (16384, top_k), (65536, None), (65536, top_k)]
+def large_codebooks(positions: int, repeats: int, top_k: int, widths: list[int], engine: str) -> list[dict]:
+    cases = [(1024, None, None), (1024, top_k, None)]
+    for size in (16384, 65536):
+        cases += [(size, None, None), (size, top_k, None)] + [(size, top_k, w) for w in widths]
     rows = []
-    for size, floor in tqdm(cases, desc="large codebooks", leave=False):
+    for size, floor, width in tqdm(cases, desc="large codebooks", leave=False):
         # A fresh process per case, so that peak memory is that case's own.
         out = subprocess.run(
-            [sys.executable, __file__, "--large-case", str(size), str(floor or 0), "--positions", str(positions),
-             "--repeats", str(repeats), "--engine", engine],
+            [sys.executable, __file__, "--large-case", str(size), str(floor or 0), str(width or 0),
+             "--positions", str(positions), "--repeats", str(repeats), "--engine", engine],
             capture_output=True, text=True, check=True, cwd=ROOT,
         )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -314,8 +319,13 @@ def goals(results: dict) -> list[str]:
         base = next(r for r in results["large"] if r["K"] == 1024 and r["top_k"] is None)
         for r in results["large"]:
             if r["K"] > 1024 and r["top_k"]:
+                exact = next(e for e in results["large"] if e["K"] == r["K"] and e["top_k"] and not e.get("search_width"))
+                search = (
+                    f", search width {r['search_width']}, {100 * (r['bits'] / exact['bits'] - 1):+.1f} % bits vs the exact search"
+                    if r.get("search_width") else ", exact search"
+                )
                 lines.append(
-                    f"| index coding of {r['positions']} positions at K = {r['K']}, top-k {r['top_k']}, encode / decode | "
+                    f"| index coding of {r['positions']} positions at K = {r['K']}, top-k {r['top_k']}{search}, encode / decode | "
                     f"{1e3 * r['enc_s']:.0f} / {1e3 * r['dec_s']:.0f} ms ({_ratio(r['enc_s'], base['enc_s'])} / "
                     f"{_ratio(r['dec_s'], base['dec_s'])} the K = 1024 time), peak {r['peak_mib']:.0f} MiB |"
                 )
@@ -364,11 +374,12 @@ def markdown(results: dict, command: str) -> str:
         base = next(r for r in results["large"] if r["K"] == 1024 and r["top_k"] is None)
         lines += ["", f"Index coding of {results['large'][0]['positions']} positions (a Kodak image at stride 16), "
                   "engine + range coder; median of repeated runs; peak RSS growth measured from a reset counter.",
-                  "", "| K | tail floor | encode ms | decode ms | vs K = 1024 exact | bits/index | overhead vs table | peak RSS growth MiB |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "", "| K | tail floor | candidate search | encode ms | decode ms | vs K = 1024 exact | bits/index | overhead vs table | peak RSS growth MiB |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in results["large"]:
+            search = f"width {r['search_width']}" if r.get("search_width") else ("exact" if r["top_k"] else "-")
             lines.append(
-                f"| {r['K']} | {r['top_k'] or 'off'} | {1e3 * r['enc_s']:.1f} | {1e3 * r['dec_s']:.1f} "
+                f"| {r['K']} | {r['top_k'] or 'off'} | {search} | {1e3 * r['enc_s']:.1f} | {1e3 * r['dec_s']:.1f} "
                 f"| {_ratio(r['enc_s'], base['enc_s'])} / {_ratio(r['dec_s'], base['dec_s'])} "
                 f"| {r['bits'] / r['positions']:.3f} | {100 * (r['bits'] / r['ideal_bits'] - 1):+.2f} % | {r['peak_mib']:.0f} |"
             )
@@ -393,17 +404,19 @@ def main() -> None:
     parser.add_argument("--engine", default="auto", choices=ENGINES)
     parser.add_argument("--top-k", type=int, default=64, help="tail floor of the Kodak HyperVQ row (the large-codebook cases use top-k 256, as the goal)")
     parser.add_argument("--positions", type=int, default=1536, help="index positions per image (Kodak at /16)")
+    parser.add_argument("--search-widths", type=int, nargs="*", default=[1024, 2048, 4096],
+                        help="candidate-search widths of the large-codebook tail-floor cases")
     parser.add_argument("--sections", nargs="+", default=["kodak", "large", "coders", "startup"],
                         choices=["kodak", "large", "coders", "startup"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per large-codebook and start-up case (median)")
     parser.add_argument("--json", help="also write the raw results here")
-    parser.add_argument("--large-case", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--large-case", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.large_case:
-        size, top_k = args.large_case
-        print(json.dumps(large_codebook_case(size, top_k or None, args.positions, args.repeats, args.engine)))
+        size, top_k, width = args.large_case
+        print(json.dumps(large_codebook_case(size, top_k or None, width or None, args.positions, args.repeats, args.engine)))
         return
     if {"kodak", "startup"} & set(args.sections):
         for path in [args.hypervq, args.static] + ([args.fast] if args.fast else []):
@@ -415,7 +428,7 @@ def main() -> None:
     if "kodak" in args.sections:
         results["kodak"] = kodak_rows(args)
     if "large" in args.sections:
-        results["large"] = large_codebooks(args.positions, args.repeats, 256, args.engine)
+        results["large"] = large_codebooks(args.positions, args.repeats, 256, args.search_widths, args.engine)
     if "coders" in args.sections:
         results["coders"] = coder_comparison(512)
     if "startup" in args.sections:

@@ -3,7 +3,7 @@
 One object travels from the CLI or the API down to the codec family and its entropy model. Each
 model declares which options it supports (:attr:`IndexEntropyModel.options`) and refuses the
 others, so asking a model for something it cannot do is a one-line error, not a silent no-op.
-Whatever a decoder needs to follow a choice (``top_k``, the slice count, the completion mode and
+Whatever a decoder needs to follow a choice (``top_k``, ``search_width``, the slice count, the completion mode and
 its seed) is written into the file by the model that uses it; ``rdo_lambda`` changes only which
 indices the encoder sends, so files made with it decode with the unchanged decoder.
 """
@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Literal
 
+from rdvq.coding.candidate_search import check_search_width
 from rdvq.errors import ConfigError
 
 Completion = Literal["argmax", "sample"]
@@ -37,6 +38,7 @@ class EncodeOptions:
     """
 
     top_k: int | None = None
+    search_width: int | None = None
     slices: int | None = None
     completion: Completion = "argmax"
     seed: int = 0
@@ -45,6 +47,7 @@ class EncodeOptions:
     def __post_init__(self) -> None:
         if self.top_k is not None and self.top_k < 1:
             raise ConfigError(f"top_k must be >= 1, got {self.top_k}")
+        check_search_width(self.top_k, self.search_width)
         if self.slices is not None and self.slices < 1:
             raise ConfigError(f"slices must be >= 1, got {self.slices}")
         if self.completion not in COMPLETIONS:

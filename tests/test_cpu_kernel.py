@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from rdvq.coding import IndexDecoder, IndexEncoder, ProbabilityEngine
 from rdvq.coding import cpu_kernel as C
 from rdvq.coding import probability as P
+from rdvq.coding.candidate_search import CodebookClusters
 from rdvq.coding.tables import FrequencyTable
 from rdvq.errors import ProbabilityError
 
@@ -82,7 +83,7 @@ def test_gaussian_tables_and_the_pruned_search_equal_the_reference(size, dim, ro
     _check_compact(*C.compact(*_scores(params, codebook), keep), reference)
     weights = None if params.dim_weights is None else params.dim_weights.double().numpy()
     for cluster_size in (1, 7, 64):
-        clusters = C.ClusteredCodebook(codebook.values.numpy(), cluster_size)
+        clusters = CodebookClusters(codebook.values.numpy(), cluster_size)
         found = C.gaussian_compact_pruned(params.mean.double().numpy(), params.scale.numpy(), weights, clusters, keep)
         _check_compact(*found, reference)
 
@@ -94,7 +95,7 @@ def test_pruned_search_when_the_top_k_reaches_the_clamped_bucket() -> None:
         params, codebook = _gaussian(50, 4096, 8, False, sharpness, clustered=True, seed=5)
         buckets = P.gaussian_buckets(params, codebook)
         assert (buckets < P.NUM_BUCKETS - 1).sum(-1).min() < 64
-        clusters = C.ClusteredCodebook(codebook.values.numpy(), 64)
+        clusters = CodebookClusters(codebook.values.numpy(), 64)
         found = C.gaussian_compact_pruned(params.mean.double().numpy(), params.scale.numpy(), None, clusters, 64)
         _check_compact(*found, P.frequency_table(buckets, 64))
 

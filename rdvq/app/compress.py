@@ -41,6 +41,11 @@ def _parser(command: str) -> argparse.ArgumentParser:
             "--top-k", type=int, default=None, help="bounded tail floor: model only the k most likely indices per position"
         )
         parser.add_argument(
+            "--search-width", type=int, default=None,
+            help="with --top-k (HyperVQ): take the k candidates from about W codewords near each predicted mean, "
+            "not from all (faster for large codebooks, costs some rate)",
+        )
+        parser.add_argument(
             "--slices", type=int, default=None,
             help="rate control: code only the first T slices, the decoder completes the rest (default: all)",
         )
@@ -88,7 +93,7 @@ def run(command: str, argv: list[str]) -> int:
     _check_free(outputs, args.force)
     options = (
         EncodeOptions(
-            top_k=args.top_k, slices=args.slices, completion=args.completion, seed=args.seed, rdo_lambda=args.rdo_lambda
+            top_k=args.top_k, search_width=args.search_width, slices=args.slices, completion=args.completion, seed=args.seed, rdo_lambda=args.rdo_lambda
         )
         if compress
         else None

@@ -25,14 +25,19 @@ candidates in index order and their frequencies).
 
 Large codebooks with the tail floor (:func:`gaussian_compact_pruned`): the ``keep`` smallest keys
 ``(bucket, index)`` are found without computing all K distances. The codebook is split into
-clusters with bounding boxes (:class:`ClusteredCodebook`); the distance from the mean to a box is
-an exact integer lower bound of its codewords' distances, and buckets are monotone in the distance.
+clusters with bounding boxes (:class:`~rdvq.coding.candidate_search.CodebookClusters`); the
+distance from the mean to a box is an exact integer lower bound of its codewords' distances, and
+buckets are monotone in the distance.
 A row visits clusters nearest-box first until it holds ``keep`` symbols, which gives the bucket of
 the k-th key (or the second-to-last bucket: beyond it every symbol is in the clamped last bucket,
 where keys are ordered by index alone); it then visits every other cluster whose box lies within
 that bucket. Unless that sweep finds a nearer codeword (then the row finishes exhaustively), every
 unvisited symbol lies beyond the k-th key, so the result is exactly the full computation's; the
 clustering only decides how much work a row takes.
+
+With a search width (:func:`gaussian_compact_searched`) the row visits the nearest boxes only until
+it holds that many codewords, and takes the candidates from them: the searched table that
+:mod:`rdvq.coding.candidate_search` specifies, at a cost that barely depends on K.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import numba as nb
 import numpy as np
 import torch
 
+from rdvq.coding.candidate_search import CodebookClusters
 from rdvq.coding.probability import NUM_BUCKETS, TOTAL, WEIGHTS
 
 _WEIGHTS = WEIGHTS.numpy().astype(np.int64)
@@ -314,77 +320,41 @@ def compact(scores: np.ndarray, scales: np.ndarray | None, keep: int) -> tuple[n
 
 
 # --------------------------------------------------------------------- pruned tail-floor search
-class ClusteredCodebook:
-    """A fixed-point codebook reordered into clusters for the pruned search: values transposed
-    (D, K) in cluster order, squared norms, each cluster's span and bounding box, and the original
-    index of every reordered codeword.
-
-    Clusters are the leaves of median splits along the widest dimension (deterministic,
-    O(K log K)); any clustering gives the same tables, a tight one just visits fewer codewords."""
-
-    def __init__(self, values: np.ndarray, cluster_size: int) -> None:
-        values = np.asarray(values, dtype=np.int64)
-        groups = [np.arange(values.shape[0])]
-        while max(len(g) for g in groups) > cluster_size:
-            split = []
-            for group in groups:
-                if len(group) <= cluster_size:
-                    split.append(group)
-                    continue
-                members = values[group]
-                widest = int(np.argmax(members.max(0) - members.min(0)))
-                order = group[np.argsort(members[:, widest], kind="stable")]
-                split += [order[: len(order) // 2], order[len(order) // 2 :]]
-            groups = split
-        self.order = np.concatenate(groups).astype(np.int64)
-        self.offsets = np.cumsum([0] + [len(g) for g in groups]).astype(np.int64)
-        ordered = values[self.order].astype(np.float64)
-        self.e_t = np.ascontiguousarray(ordered.T)
-        self.esq = (ordered**2).sum(-1)
-        self.low = np.stack([values[g].min(0) for g in groups]).astype(np.float64)
-        self.high = np.stack([values[g].max(0) for g in groups]).astype(np.float64)
-
-    @property
-    def size(self) -> int:
-        return self.order.shape[0]
-
-    def arrays(self) -> tuple:
-        return self.order, self.offsets, self.e_t, self.esq, self.low, self.high
-
-
 @nb.njit(cache=True, nogil=True)
-def _visit(mu, w, diagonal, e_t, esq, start, stop, acc, at):
-    """Exact relative distances of the reordered codewords [start, stop) into acc[at:]."""
-    dim = e_t.shape[0]
-    count = stop - start
+def _visit(mu, w, diagonal, block, esq, start, acc, at):
+    """Exact relative distances of one cluster's codewords (its (D, count) ``block``, the first
+    at reordered position ``start``) into acc[at:]. (Written on slices: with plain offsets LLVM
+    cannot rule out aliasing and does not vectorize, 4x slower.)"""
+    dim = mu.shape[0]
+    count = block.shape[0] // dim
+    out = acc[at : at + count]
     if diagonal:
-        for m in range(count):
-            acc[at + m] = 0.0
+        out[:] = 0.0
         for d in range(dim):
             wd = w[d]
             a = -2.0 * wd * mu[d]
+            row = block[d * count : (d + 1) * count]
             for m in range(count):
-                e = e_t[d, start + m]
-                acc[at + m] += wd * (e * e) + a * e
+                e = np.float64(row[m])
+                out[m] += wd * (e * e) + a * e
     else:
-        for m in range(count):
-            acc[at + m] = esq[start + m]
+        out[:] = esq[start : start + count]
         for d in range(dim):
             a = -2.0 * mu[d]
+            row = block[d * count : (d + 1) * count]
             for m in range(count):
-                acc[at + m] += a * e_t[d, start + m]
+                out[m] += a * np.float64(row[m])
 
 
 @nb.njit(cache=True, nogil=True)
 def _visit_cluster(c, mu, w, diagonal, clusters, acc, indices, visited, nearest):
-    order, offsets, e_t, esq, _, _ = clusters
+    order, offsets, blocks, esq, _, _ = clusters
     start, stop = offsets[c], offsets[c + 1]
-    _visit(mu, w, diagonal, e_t, esq, start, stop, acc, visited)
-    for m in range(stop - start):
-        indices[visited + m] = order[start + m]
-        if acc[visited + m] < nearest:
-            nearest = acc[visited + m]
-    return visited + stop - start, nearest
+    dim = mu.shape[0]
+    _visit(mu, w, diagonal, blocks[start * dim : stop * dim], esq, start, acc, visited)
+    end = visited + stop - start
+    indices[visited:end] = order[start:stop]
+    return end, min(nearest, acc[visited:end].min())
 
 
 @nb.njit(cache=True, nogil=True)
@@ -400,30 +370,89 @@ def _kth_limit(acc, visited, nearest, scale, keep, q, hist):
 
 
 @nb.njit(cache=True, nogil=True)
-def _pruned_row(mu, w, diagonal, scale, keep, size, clusters, free, scratch, out_candidates, out_freqs, i):
-    _, _, _, _, low, high = clusters
-    acc, q, hist, share, indices, bounds, seen, cq, freq, chosen, tied = scratch
-    num_clusters, dim = low.shape
-    # Exact lower bounds of each cluster's (relative) distances: the distance to its bounding box.
+def _box_bounds(mu, w, clusters, bounds, seen):
+    """Exact lower bounds of each cluster's relative distances (the distance from ``mu`` to its
+    bounding box, less the row constant) into ``bounds``; ``seen`` cleared. Returns the count.
+    Integer-valued float64 sums below 2^53: exact in any order, so the loops run over clusters
+    innermost, where they vectorize."""
+    low, high = clusters[4], clusters[5]
+    dim, num_clusters = low.shape
     constant = 0.0
     for d in range(dim):
         constant += w[d] * mu[d] * mu[d]
     for c in range(num_clusters):
-        bound = 0.0
-        for d in range(dim):
-            outside = max(low[c, d] - mu[d], 0.0, mu[d] - high[c, d])
-            bound += w[d] * outside * outside
-        bounds[c] = bound - constant
+        bounds[c] = -constant
         seen[c] = False
+    for d in range(dim):
+        m, wd = mu[d], w[d]
+        for c in range(num_clusters):
+            below, above = low[d, c] - m, m - high[d, c]
+            outside = below if below > 0.0 else (above if above > 0.0 else 0.0)
+            bounds[c] += wd * (outside * outside)
+    return num_clusters
+
+
+@nb.njit(cache=True, nogil=True)
+def _key_less(bounds, a, b):
+    """Cluster ``a`` ranks before ``b``: smaller bound, ties by the lower number."""
+    return bounds[a] < bounds[b] or (bounds[a] == bounds[b] and a < b)
+
+
+@nb.njit(cache=True, nogil=True)
+def _sift_down(bounds, heap, j, end):
+    while True:
+        left, largest = 2 * j + 1, j
+        if left < end and _key_less(bounds, heap[largest], heap[left]):
+            largest = left
+        if left + 1 < end and _key_less(bounds, heap[largest], heap[left + 1]):
+            largest = left + 1
+        if largest == j:
+            return
+        heap[j], heap[largest] = heap[largest], heap[j]
+        j = largest
+
+
+@nb.njit(cache=True, nogil=True)
+def _first_clusters(bounds, count, heap):
+    """The ``count`` first clusters of the ranking, in order, into heap[:count]: a bounded max-heap
+    over all clusters, then heapsort (O(C log count))."""
+    size = 0
+    for c in range(bounds.shape[0]):
+        if size < count:
+            heap[size] = c
+            j = size
+            size += 1
+            while j > 0 and _key_less(bounds, heap[(j - 1) // 2], heap[j]):
+                heap[j], heap[(j - 1) // 2] = heap[(j - 1) // 2], heap[j]
+                j = (j - 1) // 2
+        elif _key_less(bounds, c, heap[0]):
+            heap[0] = c
+            _sift_down(bounds, heap, 0, count)
+    for end in range(count - 1, 0, -1):
+        heap[0], heap[end] = heap[end], heap[0]
+        _sift_down(bounds, heap, 0, end)
+
+
+@nb.njit(cache=True, nogil=True)
+def _nearest_unseen(bounds, seen):
+    """The unseen cluster with the smallest bound (ties: the lower number), or -1."""
+    best = -1
+    for c in range(bounds.shape[0]):
+        if not seen[c] and (best < 0 or bounds[c] < bounds[best]):
+            best = c
+    return best
+
+
+@nb.njit(cache=True, nogil=True)
+def _pruned_row(mu, w, diagonal, scale, keep, size, clusters, free, scratch, out_candidates, out_freqs, i):
+    acc, q, hist, share, indices, bounds, seen, cq, freq, chosen, tied = scratch
+    num_clusters = _box_bounds(mu, w, clusters, bounds, seen)
     # 1. Visit clusters nearest box first until the next box's bucket lies beyond the k-th key found
     #    (then nothing unvisited can matter: exact), or until `keep` symbols are in hand.
     visited, nearest, limit = 0, np.inf, _LAST - 1
     exact = False
     while True:
-        best = -1
-        for c in range(num_clusters):
-            if not seen[c] and (best < 0 or bounds[c] < bounds[best]):
-                best = c
+        best = _nearest_unseen(bounds, seen)
         if best < 0 or (visited > 0 and _bucket(bounds[best], nearest, scale) > limit):
             exact = True
             break
@@ -476,19 +505,66 @@ def _pruned_row(mu, w, diagonal, scale, keep, size, clusters, free, scratch, out
             chosen[count + t] = k
             cq[count + t] = _LAST
             k += 1
-    by_index = np.argsort(chosen[:keep])
+    _emit_candidates(i, chosen, cq, keep, free, hist, share, freq, out_candidates, out_freqs)
+
+
+@nb.njit(cache=True, nogil=True)
+def _emit_candidates(i, chosen, cq, keep, free, hist, share, freq, out_candidates, out_freqs):
+    """Row ``i`` of the compact table from its ``keep`` candidates ``chosen`` (any order) and
+    their buckets ``cq``: the candidates in index order and their frequencies."""
+    for j in range(keep):  # sort (index, bucket) pairs by index, packed into one integer each
+        freq[j] = chosen[j] * NUM_BUCKETS + cq[j]
+    freq[:keep].sort()
     for j in range(keep):
-        out_candidates[i, j] = chosen[by_index[j]]
-        freq[j] = cq[by_index[j]]
-    for j in range(keep):
-        cq[j] = freq[j]
+        out_candidates[i, j] = freq[j] // NUM_BUCKETS
+        cq[j] = freq[j] % NUM_BUCKETS
     _frequencies(cq, keep, free, hist, share, freq)
     for j in range(keep):
         out_freqs[i, j] = freq[j]
 
 
 @nb.njit(cache=True, nogil=True)
-def _pruned_rows(first, last, means, weights, diagonal, scales, keep, size, clusters, out_candidates, out_freqs):
+def _searched_row(mu, w, diagonal, scale, keep, width, smallest, clusters, free, scratch, out_candidates, out_freqs, i):
+    """Row ``i`` of the searched table (:mod:`rdvq.coding.candidate_search`): visit clusters
+    nearest box first until ``width`` codewords are in hand, then the ``keep`` smallest keys among
+    them, ties at the k-th bucket by index."""
+    acc, q, hist, share, indices, bounds, seen, cq, freq, chosen, tied = scratch
+    num_clusters = _box_bounds(mu, w, clusters, bounds, seen)
+    # The shortest prefix of the ranking holding `width` codewords has at most this many clusters.
+    most = min(num_clusters, (width + smallest - 1) // smallest)
+    heap = tied[:most]  # `tied` is free until the visits are over
+    _first_clusters(bounds, most, heap)
+    visited, nearest = 0, np.inf
+    for j in range(most):
+        if visited >= width:
+            break
+        visited, nearest = _visit_cluster(heap[j], mu, w, diagonal, clusters, acc, indices, visited, nearest)
+    for m in range(visited):
+        q[m] = _bucket(acc[m], nearest, scale)
+    kth, _ = _threshold(hist, _histogram(q, visited, hist), keep)
+    count = 0
+    ties = 0
+    for m in range(visited):
+        if q[m] < kth:
+            chosen[count] = indices[m]
+            cq[count] = q[m]
+            count += 1
+        elif q[m] == kth:
+            tied[ties] = indices[m]
+            ties += 1
+    need = keep - count
+    lowest = tied[:ties] if ties == need else np.partition(tied[:ties], need - 1)  # any order: sorted below
+    for t in range(need):
+        chosen[count + t] = lowest[t]
+        cq[count + t] = kth
+    _emit_candidates(i, chosen, cq, keep, free, hist, share, freq, out_candidates, out_freqs)
+
+
+@nb.njit(cache=True, nogil=True)
+def _clustered_rows(
+    first, last, means, weights, diagonal, scales, keep, width, smallest, size, clusters, out_candidates, out_freqs
+):
+    """Rows [first, last) by the exact pruned search (``width`` 0) or the candidate search."""
     free = TOTAL - size
     scratch = (
         np.empty(size, np.float64),
@@ -496,33 +572,51 @@ def _pruned_rows(first, last, means, weights, diagonal, scales, keep, size, clus
         np.empty(NUM_BUCKETS, np.int64),
         np.empty(NUM_BUCKETS, np.int64),
         np.empty(size, np.int64),
-        np.empty(clusters[4].shape[0], np.float64),
-        np.empty(clusters[4].shape[0], np.bool_),
+        np.empty(clusters[4].shape[1], np.float64),
+        np.empty(clusters[4].shape[1], np.bool_),
         np.empty(keep, np.int32),
         np.empty(keep, np.int64),
         np.empty(keep, np.int64),
         np.empty(size, np.int64),
     )
     for i in range(first, last):
-        _pruned_row(
-            means[i], weights[i if diagonal else 0], diagonal, scales[i], keep, size, clusters, free, scratch,
-            out_candidates, out_freqs, i,
-        )
+        w = weights[i if diagonal else 0]
+        if width:
+            _searched_row(
+                means[i], w, diagonal, scales[i], keep, width, smallest, clusters, free, scratch, out_candidates, out_freqs, i
+            )
+        else:
+            _pruned_row(means[i], w, diagonal, scales[i], keep, size, clusters, free, scratch, out_candidates, out_freqs, i)
 
 
 def gaussian_compact_pruned(
-    means: np.ndarray, scales: np.ndarray, dim_weights: np.ndarray | None, codebook: ClusteredCodebook, keep: int
+    means: np.ndarray, scales: np.ndarray, dim_weights: np.ndarray | None, codebook: CodebookClusters, keep: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The bounded tail floor of per-position Gaussians without computing every distance.
 
     ``means`` (N, D) and ``dim_weights`` (N, D, or None: isotropic) are the fixed-point integers as
     float64, ``scales`` (N,) float32."""
+    return _clustered(means, scales, dim_weights, codebook, keep, 0)
+
+
+def gaussian_compact_searched(
+    means: np.ndarray, scales: np.ndarray, dim_weights: np.ndarray | None, codebook: CodebookClusters, keep: int,
+    width: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The searched table of :mod:`rdvq.coding.candidate_search` (``keep <= width``), inputs as
+    :func:`gaussian_compact_pruned`."""
+    return _clustered(means, scales, dim_weights, codebook, keep, width)
+
+
+def _clustered(means, scales, dim_weights, codebook: CodebookClusters, keep: int, width: int):
     n = means.shape[0]
     diagonal = dim_weights is not None
     weights = dim_weights if diagonal else np.ones((1, means.shape[1]))
-    clusters = codebook.arrays()
     candidates, freqs = np.empty((n, keep), np.int64), np.empty((n, keep), np.int64)
-    _in_parallel(_pruned_rows, n, means, weights, diagonal, scales, keep, codebook.size, clusters, candidates, freqs)
+    _in_parallel(
+        _clustered_rows, n, means, weights, diagonal, scales, keep, width, codebook.smallest, codebook.size,
+        codebook.arrays(), candidates, freqs,
+    )
     return candidates, freqs
 
 
@@ -537,9 +631,10 @@ def compile_all() -> None:
         intervals(scores, row_scales, symbols)
         coder_rows(scores, row_scales)
         compact(scores, row_scales, 2)
-    clusters = ClusteredCodebook(np.arange(32).reshape(8, 4), 2)
+    clusters = CodebookClusters(np.arange(32).reshape(8, 4), 2)
     for weights in (None, np.ones((2, 4))):
         gaussian_compact_pruned(np.zeros((2, 4)), scales, weights, clusters, 2)
+        gaussian_compact_searched(np.zeros((2, 4)), scales, weights, clusters, 2, 3)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from typing import Literal
 import torch
 
 from rdvq.coding import probability as ref
+from rdvq.coding.candidate_search import LEAF_SIZE, CodebookClusters, check_search_width, searched_table
 from rdvq.coding.probability import FixedPointCodebook, GaussianParameters
 from rdvq.coding.range_coder import IndexDecoder, IndexEncoder
 from rdvq.coding.tables import FrequencyTable
@@ -54,6 +55,8 @@ _CPU_CHUNK_CELLS = 1 << 18
 # times `top_k`; below that a full pass over K costs less than the search (measured).
 _PRUNE_MIN_SIZE = 4096
 _PRUNE_FACTOR = 4
+# Compact tables on the CPU: candidate cells per kernel call (a few MiB of output).
+_CPU_COMPACT_CELLS = 1 << 18
 
 
 def coding_block(alphabet_size: int) -> int:
@@ -88,17 +91,21 @@ def _cpu_kernel() -> ModuleType:
     return cpu_kernel
 
 
-_clustered: dict[int, object] = {}  # id of a codebook's values tensor -> its clusters, while it lives
+_clustered: dict[tuple[int, int], CodebookClusters] = {}  # (id of a codebook's values, leaf size) -> clusters
 
 
-def _clustered_codebook(codebook: FixedPointCodebook):
-    """The codebook's clusters for the pruned search, built once per codebook tensor."""
-    key = id(codebook.values)
+def _clustered_codebook(codebook: FixedPointCodebook, cluster_size: int = LEAF_SIZE) -> CodebookClusters:
+    """The codebook's clusters (:mod:`rdvq.coding.candidate_search`), built once per codebook tensor."""
+    key = (id(codebook.values), cluster_size)
     if key not in _clustered:
-        size = 1 << ((codebook.size.bit_length() + 1) // 2)  # about sqrt(K) codewords per cluster
-        _clustered[key] = _cpu_kernel().ClusteredCodebook(codebook.values.cpu().numpy(), size)
+        _clustered[key] = CodebookClusters.of(codebook, cluster_size)
         weakref.finalize(codebook.values, _clustered.pop, key, None)
     return _clustered[key]
+
+
+def _pruning_leaf_size(alphabet_size: int) -> int:
+    """Clusters of about sqrt(K) codewords: what the exact pruned search runs fastest with (measured)."""
+    return 1 << ((alphabet_size.bit_length() + 1) // 2)
 
 
 def _spans(count: int, step: int) -> Iterator[slice]:
@@ -111,18 +118,28 @@ class ProbabilityEngine:
 
     ``top_k`` enables the bounded tail floor: only the ``top_k`` most likely symbols of each
     position get modelled mass, which keeps coding fast and compact for very large codebooks.
+    ``search_width`` (Gaussians, with ``top_k``) takes the candidates from about that many
+    codewords near each mean instead of from all K (:mod:`rdvq.coding.candidate_search`): time
+    nearly independent of K, at some rate. It is part of the format; at ``>= K`` it changes nothing.
     ``max_elements`` bounds the table cells the reference and the Triton kernel hold at once.
+    The Triton kernel has no candidate search: searched tables come from the reference, on the
+    GPU when the inputs are there.
     """
 
-    def __init__(self, name: EngineName = "auto", top_k: int | None = None, max_elements: int = 1 << 22) -> None:
+    def __init__(
+        self, name: EngineName = "auto", top_k: int | None = None, max_elements: int = 1 << 22,
+        search_width: int | None = None,
+    ) -> None:
         if name not in ENGINES:
             raise ConfigError(f"unknown probability engine {name!r} (choose {', '.join(ENGINES)})")
         if top_k is not None and top_k < 1:
             raise ConfigError(f"top_k must be >= 1, got {top_k}")
+        check_search_width(top_k, search_width)
         if name == "triton" and not triton_available():
             raise ConfigError("probability engine 'triton' needs the triton package, which does not import here")
         self.name = name
         self.top_k = top_k
+        self.search_width = search_width
         self.max_elements = max_elements
 
     def rows_per_chunk(self, alphabet_size: int) -> int:
@@ -161,6 +178,9 @@ class ProbabilityEngine:
     def _compact(self, alphabet_size: int) -> bool:
         return self.top_k is not None and self.top_k < alphabet_size
 
+    def _searched(self, alphabet_size: int) -> bool:
+        return self._compact(alphabet_size) and self.search_width is not None and self.search_width < alphabet_size
+
     # ------------------------------------------------------------------ tables
     def logit_tables(self, logits: torch.Tensor) -> Iterator[FrequencyTable]:
         """Tables for (N, K) logits: a coding block at a time with the tail floor, else chunks of rows."""
@@ -170,9 +190,20 @@ class ProbabilityEngine:
             yield self._logit_table(logits[span], backend)
 
     def gaussian_tables(self, params: GaussianParameters, codebook: FixedPointCodebook) -> Iterator[FrequencyTable]:
-        """Tables for per-position Gaussians over a fixed-point codebook, spans as :meth:`logit_tables`."""
+        """Tables for per-position Gaussians over a fixed-point codebook, spans as :meth:`logit_tables`.
+
+        Compact tables on the CPU are computed many coding blocks at a time (a kernel call per
+        block of 64 rows at K = 65536 would run on one thread) and handed out block by block."""
         backend = self.backend(params.mean.device)
-        for span in self._table_spans(params.num_positions, codebook.size, backend):
+        size = codebook.size
+        if backend == "numba" and self._compact(size):
+            block = coding_block(size)
+            for span in _spans(params.num_positions, block * max(1, _CPU_COMPACT_CELLS // (self.top_k * block))):
+                table = self._gaussian_table(params[span], codebook, backend)
+                for rows in _spans(table.num_positions, block):
+                    yield FrequencyTable(table.freqs[rows], size, table.candidates[rows])
+            return
+        for span in self._table_spans(params.num_positions, size, backend):
             yield self._gaussian_table(params[span], codebook, backend)
 
     def _table_spans(self, count: int, size: int, backend: str) -> Iterator[slice]:
@@ -203,6 +234,10 @@ class ProbabilityEngine:
     def _gaussian_table(self, params: GaussianParameters, codebook: FixedPointCodebook, backend: str) -> FrequencyTable:
         size = codebook.size
         keep = self.top_k if self._compact(size) else None
+        if self._searched(size):
+            if backend == "numba":
+                return FrequencyTable(*self._cpu_gaussian_searched(params, codebook, keep))
+            return searched_table(params, codebook, _clustered_codebook(codebook), keep, self.search_width)
         if backend == "triton":
             kernel = triton_kernel()
             prepared = kernel.KernelCodebook.from_fixed_point(codebook, params.mean.device)
@@ -223,10 +258,15 @@ class ProbabilityEngine:
         cpu = _cpu_kernel()
         if codebook.size < max(_PRUNE_MIN_SIZE, _PRUNE_FACTOR * keep):
             return cpu.compact(*_gaussian_scores(params, codebook), keep)
-        weights = None if params.dim_weights is None else params.dim_weights.to(torch.float64).numpy()
-        return cpu.gaussian_compact_pruned(
-            params.mean.to(torch.float64).numpy(), params.scale.numpy(), weights, _clustered_codebook(codebook), keep
+        clusters = _clustered_codebook(codebook, _pruning_leaf_size(codebook.size))
+        return cpu.gaussian_compact_pruned(*_fixed_point_arrays(params), clusters, keep)
+
+    def _cpu_gaussian_searched(self, params: GaussianParameters, codebook: FixedPointCodebook, keep: int):
+        """(freqs, alphabet size, candidates) of the searched table, from the CPU kernel."""
+        candidates, freqs = _cpu_kernel().gaussian_compact_searched(
+            *_fixed_point_arrays(params), _clustered_codebook(codebook), keep, self.search_width
         )
+        return torch.from_numpy(freqs), codebook.size, torch.from_numpy(candidates)
 
     # ------------------------------------------------------------------ coding
     def encode_gaussian(
@@ -294,6 +334,13 @@ def _logit_scores(logits: torch.Tensor):
     """float32 logits for the CPU kernel, refused (as by the reference) when not finite."""
     ref.require_finite("logits", logits)
     return logits.detach().to(torch.float32).cpu().contiguous().numpy()
+
+
+def _fixed_point_arrays(params: GaussianParameters):
+    """Means (float64), scales (float32) and weights (float64 or None) for the clustered kernels."""
+    ref.require_finite("scales", params.scale)
+    weights = None if params.dim_weights is None else params.dim_weights.to(torch.float64).cpu().numpy()
+    return params.mean.to(torch.float64).cpu().numpy(), params.scale.cpu().contiguous().numpy(), weights
 
 
 def _gaussian_scores(params: GaussianParameters, codebook: FixedPointCodebook):

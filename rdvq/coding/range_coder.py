@@ -52,11 +52,11 @@ def _tail_offsets(symbols: torch.Tensor, candidates: torch.Tensor) -> torch.Tens
 
 
 def _tail_symbols(offsets: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`_tail_offsets`: walk the sorted candidates, skipping each one at or below."""
-    symbols = offsets.clone()
-    for column in candidates.t():
-        symbols += (column <= symbols).to(symbols.dtype)
-    return symbols
+    """Inverse of :func:`_tail_offsets`. ``candidates[i] - i`` symbols that are not candidates lie
+    below candidate ``i`` (non-decreasing in ``i``), so the symbol of rank ``r`` is ``r`` plus the
+    number of candidates with ``candidates[i] - i <= r``."""
+    below = (candidates - torch.arange(candidates.shape[-1])).contiguous()
+    return offsets + torch.searchsorted(below, offsets.unsqueeze(-1).contiguous(), right=True).squeeze(-1)
 
 
 class IndexEncoder:

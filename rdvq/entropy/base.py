@@ -63,8 +63,8 @@ class CodingContext:
     codebooks: list[FixedPointCodebook]  # per branch
     codewords: list[torch.Tensor]  # per branch, float, on the model's device
 
-    def engine(self, top_k: int | None = None) -> ProbabilityEngine:
-        return ProbabilityEngine(self.engine_name, top_k=top_k)
+    def engine(self, top_k: int | None = None, search_width: int | None = None) -> ProbabilityEngine:
+        return ProbabilityEngine(self.engine_name, top_k=top_k, search_width=search_width)
 
 
 @dataclass
@@ -149,10 +149,14 @@ class IndexEntropyModel(nn.Module):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ header checks
-    def check_header(self, streams: list[bytes], parameters: tuple[int, ...], num_streams: int, num_parameters: int) -> None:
-        """Refuse a file whose stream or parameter count is not what this model writes."""
-        if len(streams) != num_streams or len(parameters) != num_parameters:
+    def check_header(
+        self, streams: list[bytes], parameters: tuple[int, ...], num_streams: int, num_parameters: int | tuple[int, ...]
+    ) -> None:
+        """Refuse a file whose stream or parameter count is not what this model writes
+        (``num_parameters``: the count, or the counts this model may write)."""
+        counts = (num_parameters,) if isinstance(num_parameters, int) else num_parameters
+        if len(streams) != num_streams or len(parameters) not in counts:
             raise InvalidHeaderError(
                 f"file has {len(streams)} streams and {len(parameters)} parameters; "
-                f"entropy model {self.kind} writes {num_streams} and {num_parameters}"
+                f"entropy model {self.kind} writes {num_streams} and {' or '.join(map(str, counts))}"
             )

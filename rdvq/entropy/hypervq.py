@@ -8,8 +8,9 @@ rate includes the hyper-latent bits.
 
 Coding: one range-coded stream, branch after branch, each its hyper-latent (under the
 bottleneck's own 16-bit tables, see :mod:`rdvq.entropy.bottleneck`) followed by its indices under
-the Gaussians predicted from the *decoded* hyper-latent. The one header parameter is the bounded
-tail floor ``top_k`` (0: off). A model built with ``coding_only`` (what ``ImageCodec`` loads)
+the Gaussians predicted from the *decoded* hyper-latent. The header parameters are the bounded
+tail floor ``top_k`` (0: off) and, only when the candidates were searched
+(:mod:`rdvq.coding.candidate_search`), the search width. A model built with ``coding_only`` (what ``ImageCodec`` loads)
 holds the bottleneck's tensors without importing CompressAI.
 
 Indices are predicted and coded tile by tile (:data:`TILE` x :data:`TILE` hyper-latent cells,
@@ -143,7 +144,7 @@ class HyperVQModel(IndexEntropyModel):
     kind = "hypervq"
     model_id = 2
     config_class = HyperVQConfig
-    options = frozenset({"top_k", "rdo_lambda"})
+    options = frozenset({"top_k", "search_width", "rdo_lambda"})
 
     def __init__(
         self, num_branches: int, dim: int, channels: int = 32, hidden: int = 96, diagonal: bool = False,
@@ -184,8 +185,11 @@ class HyperVQModel(IndexEntropyModel):
         return all(side.has_tables(prior.bottleneck) for prior in self.priors)
 
     def compress(self, branches: list[BranchBatch], context: CodingContext, options: EncodeOptions) -> CompressedIndices:
-        top_k = options.top_k if options.top_k is not None and options.top_k < max(c.size for c in context.codebooks) else None
-        engine = context.engine(top_k)
+        largest = max(c.size for c in context.codebooks)
+        top_k = options.top_k if options.top_k is not None and options.top_k < largest else None
+        searched = top_k is not None and options.search_width is not None and options.search_width < largest
+        width = options.search_width if searched else None
+        engine = context.engine(top_k, width)
         encoder = IndexEncoder()
         sent = [b.indices.clone() if options.rdo_lambda is not None else b.indices for b in branches]
         for i, (prior, branch) in enumerate(zip(self.priors, branches)):
@@ -205,16 +209,22 @@ class HyperVQModel(IndexEntropyModel):
                     encoder.encode(chosen[-1], table)
                     start += table.num_positions
                 sent[i][window] = torch.cat(chosen).view(rows[1] - rows[0], cols[1] - cols[0]).to(sent[i].device)
-        return CompressedIndices(streams=[encoder.finish()], parameters=(top_k or 0,), indices=sent)
+        parameters = (top_k, width) if searched else (top_k or 0,)
+        return CompressedIndices(streams=[encoder.finish()], parameters=parameters, indices=sent)
 
     def decompress(
         self, streams: list[bytes], parameters: tuple[int, ...], shapes: list[tuple[int, int]], context: CodingContext
     ) -> list[torch.Tensor]:
-        self.check_header(streams, parameters, num_streams=1, num_parameters=1)
+        self.check_header(streams, parameters, num_streams=1, num_parameters=(1, 2))
         largest = max(c.size for c in context.codebooks)
-        if parameters[0] >= largest:
-            raise InvalidHeaderError(f"tail floor top_k={parameters[0]} is not below the codebook size {largest}")
-        engine = context.engine(parameters[0] or None)
+        top_k, width = parameters[0], parameters[1] if len(parameters) == 2 else None
+        if top_k >= largest:
+            raise InvalidHeaderError(f"tail floor top_k={top_k} is not below the codebook size {largest}")
+        if width is not None and not 1 <= top_k <= width < largest:
+            raise InvalidHeaderError(
+                f"search width {width} with tail floor top_k={top_k}: needs 1 <= top_k <= width < {largest}"
+            )
+        engine = context.engine(top_k or None, width)
         decoder = IndexDecoder(streams[0])
         device = context.codewords[0].device
         out = []
