@@ -62,10 +62,7 @@ _PER_NAT = np.float32(64.0)
 def _logit_buckets(row, q, hist):
     """Buckets of a row of logits into ``q``, their histogram, and the highest bucket in use below
     the last one (-1 if none): the histogram scans below skip the empty range above it."""
-    peak = row[0]
-    for k in range(1, row.shape[0]):
-        if row[k] > peak:
-            peak = row[k]
+    peak = _row_extreme(row, True)
     for b in range(hist.shape[0]):
         hist[b] = 0
     top = -1
@@ -73,8 +70,7 @@ def _logit_buckets(row, q, hist):
         bucket = int(min((peak - row[k]) * _PER_NAT, _CLAMP))  # the gap is >= 0: truncation is floor
         q[k] = bucket
         hist[bucket] += 1
-        if bucket < _LAST and bucket > top:
-            top = bucket
+        top = bucket if (bucket < _LAST and bucket > top) else top
     return top
 
 
@@ -84,12 +80,35 @@ def _bucket(distance, nearest, scale):
 
 
 @nb.njit(cache=True, nogil=True)
+def _better(a, b, largest):
+    return a > b if largest else a < b
+
+
+@nb.njit(cache=True, nogil=True)
+def _row_extreme(row, largest):
+    """The largest (or smallest) value of a row of finite floats, over four running extremes (a
+    single one is a chain of dependent compares; the extreme is the same in any order)."""
+    n = row.shape[0]
+    m0 = m1 = m2 = m3 = row[0]
+    k = 0
+    while k + 4 <= n:
+        a, b, c, d = row[k], row[k + 1], row[k + 2], row[k + 3]
+        m0 = a if _better(a, m0, largest) else m0
+        m1 = b if _better(b, m1, largest) else m1
+        m2 = c if _better(c, m2, largest) else m2
+        m3 = d if _better(d, m3, largest) else m3
+        k += 4
+    for j in range(k, n):
+        m0 = row[j] if _better(row[j], m0, largest) else m0
+    m0 = m1 if _better(m1, m0, largest) else m0
+    m2 = m3 if _better(m3, m2, largest) else m2
+    return m2 if _better(m2, m0, largest) else m0
+
+
+@nb.njit(cache=True, nogil=True)
 def _distance_buckets(row, scale, q, hist):
     """As :func:`_logit_buckets`, for a row of exact relative distances."""
-    nearest = row[0]
-    for k in range(1, row.shape[0]):
-        if row[k] < nearest:
-            nearest = row[k]
+    nearest = _row_extreme(row, False)
     for b in range(hist.shape[0]):
         hist[b] = 0
     top = -1
@@ -97,8 +116,7 @@ def _distance_buckets(row, scale, q, hist):
         bucket = _bucket(row[k], nearest, scale)
         q[k] = bucket
         hist[bucket] += 1
-        if bucket < _LAST and bucket > top:
-            top = bucket
+        top = bucket if (bucket < _LAST and bucket > top) else top
     return top
 
 
@@ -184,29 +202,32 @@ def _frequencies(q, n, free, hist, share, out):
 @nb.njit(cache=True, nogil=True)
 def _emit_full(i, q, top, free, hist, share, symbols, starts, freqs, rows, intervals):
     """Row ``i``'s symbol interval (``intervals``) or its coder weights, from its buckets ``q`` and
-    their histogram ``hist`` (empty above ``top`` but for the last bucket)."""
+    their histogram ``hist`` (empty above ``top`` but for the last bucket).
+
+    A symbol's frequency is ``1 + share[b]``, plus one below the bonus threshold and for the first
+    ``need`` symbols at it; the symbol's start is therefore ``s + sum share[b_k] + #(b_k < t) +
+    min(#(b_k == t), need)`` over the symbols ``k < s``: counted without branches."""
     threshold, need = _share_rule(hist, top, free, share)
-    size = q.shape[0]
-    stop = symbols[i] + 1 if intervals else size
-    start = 0
+    if intervals:
+        symbol = symbols[i]
+        total = 0
+        below = 0
+        ties = 0
+        for k in range(symbol):
+            b = q[k]
+            total += share[b]
+            below += b < threshold
+            ties += b == threshold
+        b = q[symbol]
+        starts[i] = symbol + total + below + min(ties, need)
+        freqs[i] = 1 + share[b] + (b < threshold) + (b == threshold and ties < need)
+        return
     ties = 0
-    for k in range(stop):
+    for k in range(q.shape[0]):
         b = q[k]
-        f = 1 + share[b]
-        if b < threshold:
-            f += 1
-        elif b == threshold:
-            if ties < need:
-                f += 1
-            ties += 1
-        if intervals:
-            if k < stop - 1:
-                start += f
-            else:
-                starts[i] = start
-                freqs[i] = f
-        else:
-            rows[i, k] = f - 1
+        tie = b == threshold
+        rows[i, k] = share[b] + ((b < threshold) | (tie & (ties < need)))
+        ties += tie
 
 
 @nb.njit(cache=True, nogil=True)
