@@ -80,8 +80,12 @@ def codecs(args) -> dict[str, tuple[ImageCodec, EncodeOptions]]:
         "hypervq": (hyper, EncodeOptions()),
         f"hypervq top-{args.top_k}": (hyper, EncodeOptions(top_k=args.top_k)),
     }
-    if args.fast:
-        rows["hypervq, CPU-efficient tokenizer"] = (ImageCodec.from_checkpoint(args.fast, engine=args.engine), EncodeOptions())
+    for i, path in enumerate(args.fast):
+        codec = ImageCodec.from_checkpoint(path, engine=args.engine)
+        name = "hypervq, CPU-efficient tokenizer"
+        if i:  # further HyperVQ models on that tokenizer, told apart by their hyper networks' width
+            name += f", hyper_hidden {codec.latent.entropy_config.hyper_hidden}"
+        rows[name] = (codec, EncodeOptions())
     return rows
 
 
@@ -285,7 +289,13 @@ def startup(checkpoint: str, image: Path, repeats: int) -> dict:
             work = float(re.search(r"([0-9.]+) s$", done.stdout.strip()).group(1))
             samples.append((wall - work, wall, work))
     startup_s, wall, work = (statistics.median(column) for column in zip(*samples))
-    return dict(startup_s=startup_s, wall_s=wall, work_s=work, repeats=repeats)
+    # The floor under any command that runs a torch network: starting Python and importing torch.
+    torch_import = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch"], check=True, cwd=ROOT)
+        torch_import.append(time.perf_counter() - start)
+    return dict(startup_s=startup_s, wall_s=wall, work_s=work, torch_import_s=statistics.median(torch_import), repeats=repeats)
 
 
 # ------------------------------------------------------------------------------------- reporting
@@ -308,6 +318,13 @@ def goals(results: dict) -> list[str]:
             f"{1e3 * floor['enc_entropy']:.1f} / {1e3 * floor['dec_entropy']:.1f} ms at "
             f"{100 * (floor['bpp_real'] / exact['bpp_real'] - 1):+.2f} % rate |"
         )
+        for name in [n for n in k if n.startswith("hypervq, ")]:
+            r = k[name]
+            lines.append(
+                f"| HyperVQ entropy stage per Kodak image, K = {k['codebook']['size']}, exact ({name}) | "
+                f"{1e3 * r['enc_entropy']:.1f} / {1e3 * r['dec_entropy']:.1f} ms ({_ratio(r['enc_entropy'], ca['enc_entropy'])} / "
+                f"{_ratio(r['dec_entropy'], ca['dec_entropy'])} CompressAI's entropy stage), {r['bpp_real']:.4f} bpp |"
+            )
         for name in [n for n in k if n.startswith("hypervq") and "top-" not in n]:
             r = k[name]
             lines.append(
@@ -331,7 +348,10 @@ def goals(results: dict) -> list[str]:
                 )
     if "startup" in results:
         s = results["startup"]
-        lines.append(f"| `rdvq compress` start-up to the first byte of work | {s['startup_s']:.2f} s (median of {s['repeats']}) |")
+        lines.append(
+            f"| `rdvq compress` start-up to the first byte of work | {s['startup_s']:.2f} s (median of {s['repeats']}); "
+            f"`python -c 'import torch'` alone: {s['torch_import_s']:.2f} s |"
+        )
     return lines
 
 
@@ -398,8 +418,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hypervq", default="runs/bench/hypervq/checkpoints/last.ckpt")
     parser.add_argument("--static", default="runs/bench/static/checkpoints/last.ckpt")
-    parser.add_argument("--fast", default="runs/bench/hypervq_stem4/checkpoints/last.ckpt",
-                        help="HyperVQ on the CPU-efficient tokenizer ('' to leave out)")
+    parser.add_argument("--fast", nargs="*", default=["runs/bench/hypervq_stem4/checkpoints/last.ckpt"],
+                        help="HyperVQ on the CPU-efficient tokenizer, then any other HyperVQ models on it (none: leave out)")
     parser.add_argument("--kodak", default="../shared/datasets/kodak")
     parser.add_argument("--engine", default="auto", choices=ENGINES)
     parser.add_argument("--top-k", type=int, default=64, help="tail floor of the Kodak HyperVQ row (the large-codebook cases use top-k 256, as the goal)")
@@ -419,7 +439,7 @@ def main() -> None:
         print(json.dumps(large_codebook_case(size, top_k or None, width or None, args.positions, args.repeats, args.engine)))
         return
     if {"kodak", "startup"} & set(args.sections):
-        for path in [args.hypervq, args.static] + ([args.fast] if args.fast else []):
+        for path in [args.hypervq, args.static, *args.fast]:
             if not Path(path).is_file():
                 raise SystemExit(f"missing {path}: train it first (see BENCHMARKS.md)")
         if not Path(args.kodak).is_dir():
@@ -432,7 +452,7 @@ def main() -> None:
     if "coders" in args.sections:
         results["coders"] = coder_comparison(512)
     if "startup" in args.sections:
-        results["startup"] = startup(args.fast or args.hypervq, find_images(args.kodak)[0], args.repeats)
+        results["startup"] = startup(args.fast[0] if args.fast else args.hypervq, find_images(args.kodak)[0], args.repeats)
     command = "python " + " ".join([str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute() else sys.argv[0], *sys.argv[1:]])
     print(markdown(results, command))
     if args.json:

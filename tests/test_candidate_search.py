@@ -5,6 +5,7 @@ made with a search width round trip, record it, and are checked on the way in.""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,8 @@ from rdvq.coding import probability as P
 from rdvq.coding.candidate_search import LEAF_SIZE, CodebookClusters, box_distances, searched_table, visited_mask
 from rdvq.encode_options import EncodeOptions
 from rdvq.errors import ConfigError, InvalidHeaderError
-from test_codec import assert_round_trip, make_codec
+from rdvq.sample_photos import sample_photo_paths
+from test_codec import assert_round_trip, make_codec, rdvq
 from test_cpu_kernel import _gaussian
 
 
@@ -127,3 +129,19 @@ def test_crafted_search_widths_are_refused(parameters) -> None:
     crafted = container.pack(dataclasses.replace(container.unpack(valid), parameters=parameters))
     with pytest.raises(InvalidHeaderError, match="search width"):
         codec.decompress(crafted)
+
+
+def test_the_cli_codes_with_a_search_width(stage_b_checkpoint: Path, tmp_path: Path) -> None:
+    source = str(sample_photo_paths("val")[0])
+    ckpt = str(stage_b_checkpoint)
+    done = rdvq("compress", source, "--ckpt", ckpt, "--out-dir", str(tmp_path / "files"), "--recon-dir", str(tmp_path / "encoder"),
+                "--top-k", "4", "--search-width", "12")
+    assert done.returncode == 0, done.stderr
+    file = next((tmp_path / "files").glob("*.rdvq"))
+    assert container.unpack(file.read_bytes()).parameters == (4, 12)
+    done = rdvq("decompress", str(file), "--ckpt", ckpt, "--out-dir", str(tmp_path / "decoder"))
+    assert done.returncode == 0, done.stderr
+    name = Path(source).with_suffix(".png").name
+    assert (tmp_path / "decoder" / name).read_bytes() == (tmp_path / "encoder" / name).read_bytes()
+    done = rdvq("compress", source, "--ckpt", ckpt, "--out-dir", str(tmp_path / "bad"), "--search-width", "12")
+    assert done.returncode != 0 and "Traceback" not in done.stderr and "top_k" in done.stderr
