@@ -429,7 +429,7 @@ def main() -> None:
     parser.add_argument("--sections", nargs="+", default=["kodak", "large", "coders", "startup"],
                         choices=["kodak", "large", "coders", "startup"])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per large-codebook and start-up case (median)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repeats per large-codebook and start-up case (median)")
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--large-case", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

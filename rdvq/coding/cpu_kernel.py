@@ -320,9 +320,10 @@ def intervals(scores: np.ndarray, scales: np.ndarray | None, symbols: np.ndarray
     return starts, freqs
 
 
-def coder_rows(scores: np.ndarray, scales: np.ndarray | None) -> np.ndarray:
-    """(N, K) float64 coder weights (frequency - 1), all K symbols modelled (inputs as :func:`intervals`)."""
-    rows = np.empty(scores.shape, np.float64)
+def coder_rows(scores: np.ndarray, scales: np.ndarray | None, out: np.ndarray | None = None) -> np.ndarray:
+    """(N, K) float64 coder weights (frequency - 1), all K symbols modelled (inputs as :func:`intervals`),
+    into ``out`` when given."""
+    rows = np.empty(scores.shape, np.float64) if out is None else out
     gaussian = scales is not None
     _in_parallel(
         _full_rows, scores.shape[0], scores, scales if gaussian else _NO_SCALES, gaussian,

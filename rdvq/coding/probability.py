@@ -19,6 +19,7 @@ which is exact whatever the reduction order, device or library:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
@@ -98,6 +99,17 @@ class FixedPointCodebook:
     def size(self) -> int:
         return self.values.shape[0]
 
+    @functools.cached_property
+    def _float64(self) -> tuple[torch.Tensor, torch.Tensor]:
+        values = self.values.to(torch.float64)
+        return values, values.square().sum(-1)
+
+    def float64_values(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The values as float64 (exact) and their squared norms, converted once per codebook (a
+        large codebook is coded in many small chunks)."""
+        values, norms = self._float64
+        return values.to(device), norms.to(device)
+
 
 def mean_bits(dim: int, diagonal: bool) -> int:
     """Fixed-point means are clamped to +-2^mean_bits: with codewords below 2^CODEBOOK_BITS, every
@@ -149,15 +161,18 @@ class GaussianParameters:
         return self.mean.shape[0]
 
 
-def relative_distances(params: GaussianParameters, codebook: FixedPointCodebook) -> torch.Tensor:
-    """(N, K) float64 ``d_k - sum_d w_d mu_d^2``: the distances without their per-row constant.
-    Exact: every product and partial sum is an integer below 2^53 (see :func:`mean_bits`)."""
-    e = codebook.values.to(device=params.mean.device, dtype=torch.float64)
+def relative_distances(
+    params: GaussianParameters, codebook: FixedPointCodebook, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(N, K) float64 ``d_k - sum_d w_d mu_d^2``: the distances without their per-row constant
+    (into ``out`` when given). Exact: every product and partial sum is an integer below 2^53
+    (see :func:`mean_bits`)."""
+    e, norms = codebook.float64_values(params.mean.device)
     mu = params.mean.to(torch.float64)
     if params.dim_weights is None:
-        return torch.addmm(e.square().sum(-1), mu, e.t(), alpha=-2.0)
+        return torch.addmm(norms, mu, e.t(), alpha=-2.0, out=out)
     w = params.dim_weights.to(torch.float64)
-    return torch.addmm(w @ e.square().t(), w * mu, e.t(), alpha=-2.0)
+    return torch.addmm(w @ e.square().t(), w * mu, e.t(), alpha=-2.0, out=out)
 
 
 def integer_distances(params: GaussianParameters, codebook: FixedPointCodebook) -> torch.Tensor:
