@@ -179,13 +179,11 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def large_codebook_case(
-    size: int, top_k: int | None, width: int | None, positions: int, repeats: int, engine_name: str
-) -> dict:
-    """One case in this process: Kodak-sized Gaussian index coding over a random K x 8 codebook
-    (large codebooks use small embeddings, as in VQGAN-LC). The latent is a random unit vector, its
-    index the nearest codeword; the "hyperprior" predicts it with an error of norm ~0.25 and knows
-    that error's scale, so the model is calibrated and an index costs a realistic few bits."""
+def calibrated_gaussians(size: int, positions: int) -> tuple[P.FixedPointCodebook, P.GaussianParameters, torch.Tensor]:
+    """(codebook, Gaussians, symbols) over a random K x 8 codebook (large codebooks use small
+    embeddings, as in VQGAN-LC). The latent is a random unit vector, its index the nearest
+    codeword; the "hyperprior" predicts it with an error of norm ~0.25 and knows that error's
+    scale, so the model is calibrated and an index costs a realistic few bits."""
     g = torch.Generator().manual_seed(size)
     dim, error = 8, 0.25
     codewords = torch.nn.functional.normalize(torch.randn(size, dim, generator=g), dim=-1)
@@ -194,7 +192,14 @@ def large_codebook_case(
     sigma = torch.full((positions,), error / dim**0.5)
     mu = latents + sigma[:, None] * torch.randn(positions, dim, generator=g)
     codebook = P.FixedPointCodebook.from_codewords(codewords)
-    params = P.GaussianParameters.from_float(mu, sigma, codebook)
+    return codebook, P.GaussianParameters.from_float(mu, sigma, codebook), symbols
+
+
+def large_codebook_case(
+    size: int, top_k: int | None, width: int | None, positions: int, repeats: int, engine_name: str
+) -> dict:
+    """One case in this process: Kodak-sized index coding under :func:`calibrated_gaussians`."""
+    codebook, params, symbols = calibrated_gaussians(size, positions)
     engine = ProbabilityEngine(engine_name, top_k=top_k, search_width=width)
 
     def encode() -> bytes:
