@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from rdvq.codec import ImageCodec, container
 from rdvq.codec.mutations import mutate
+from rdvq.encode_options import EncodeOptions
 from rdvq.errors import BitstreamError, InvalidHeaderError, SizeLimitError
 from rdvq.image_io import read_image
 from rdvq.sample_photos import sample_photo_paths
@@ -101,6 +102,11 @@ def test_a_tail_floor_at_the_codebook_size_is_invalid(trained_file) -> None:
 
 CODECS = {kind: make_codec("multi", kind) for kind in ("uniform", "static", "hypervq", "transformer")}
 FILES = {kind: codec.compress(torch.rand(3, 37, 53, generator=torch.Generator().manual_seed(5))) for kind, codec in CODECS.items()}
+# HyperVQ with the searched tail floor: the candidate search runs on what the file declares.
+CODECS["hypervq-searched"] = CODECS["hypervq"]
+FILES["hypervq-searched"] = CODECS["hypervq"].compress(
+    torch.rand(3, 37, 53, generator=torch.Generator().manual_seed(5)), EncodeOptions(top_k=4, search_width=12)
+)
 # The scalar codec family: the same container and typed errors, with rounding and with TCQ.
 for _quantizer in ("usq", "tcq4"):
     CODECS[f"sq-{_quantizer}"] = make_sq_codec(_quantizer)
