@@ -6,10 +6,11 @@ symbols are the candidates. Finding them exactly costs time that grows with K, h
 is pruned. A *search width* ``W`` bounds that cost. It is part of the format, because the tables
 change:
 
-1. *Clusters.* The fixed-point codebook is split at the median of its widest dimension
-   (stable order, lower half first), recursively, until no part holds more than
-   :data:`LEAF_SIZE` codewords. The leaves, in that order, are the clusters. Each has the
-   bounding box of its integer codewords.
+1. *Clusters.* Starting from all codewords in index order, every part holding more than
+   :data:`LEAF_SIZE` codewords is split in two: its codewords are sorted (stably) along its
+   widest dimension (largest max - min, the first such), and the first ``n // 2`` form the first
+   half. The leaves, in that order, are the clusters. Each has the bounding box of its integer
+   codewords.
 2. *Order.* Each position ranks the clusters by the exact integer (weighted) squared distance from
    its fixed-point mean to the cluster's box, ties by cluster number. The box distance never
    exceeds the distance to a member, so near clusters come first.
@@ -52,7 +53,7 @@ def check_search_width(top_k: int | None, search_width: int | None) -> None:
         raise ConfigError(f"search_width ({search_width}) must be at least top_k ({top_k})")
 
 
-LEAF_SIZE = 64  # most codewords per cluster (small clusters rank the codebook finely; measured)
+LEAF_SIZE = 64  # most codewords per cluster: chosen by benchmarks/candidate_search.py
 
 
 class CodebookClusters:

@@ -355,7 +355,7 @@ class _ChunkScratch:
     def __init__(self, spans: list[slice], size: int) -> None:
         rows = max((span.stop - span.start for span in spans), default=0)
         self.scores = torch.empty(rows, size, dtype=torch.float64)
-        self.rows = np.empty((rows, size), np.float64)
+        self.rows: np.ndarray | None = None  # the decoder's, made on first use
 
     def gaussian_scores(self, params: GaussianParameters, codebook: FixedPointCodebook):
         """As :func:`_gaussian_scores`, into the scratch array."""
@@ -364,6 +364,8 @@ class _ChunkScratch:
         return scores.numpy(), params.scale.cpu().contiguous().numpy()
 
     def coder_rows(self, scores: np.ndarray, scales: np.ndarray) -> np.ndarray:
+        if self.rows is None:
+            self.rows = np.empty(self.scores.shape, np.float64)
         return _cpu_kernel().coder_rows(scores, scales, out=self.rows[: scores.shape[0]])
 
 
