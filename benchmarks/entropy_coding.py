@@ -5,7 +5,8 @@
    overhead, saving relative to uniform coding, and the tail floor's rate cost.
 2. Speed on Kodak: encode/decode time of the entropy stage and of the whole codec, side by side
    with CompressAI's bmshj2018-hyperprior (quality 3) on the same CPU and images, as ratios; the
-   same for a second, CPU-efficient tokenizer (``--fast``) with its bpp and PSNR.
+   same for further HyperVQ models (``--extra``: by default the CPU-efficient tokenizer's) with
+   their bpp and PSNR.
 3. Large codebooks: time and peak memory of the probability engine + range coder at K = 1024,
    16384 and 65536 for Kodak-sized index maps, with and without the bounded tail floor, exact or
    with the candidate search at several search widths, as ratios to K = 1024, and the searched
@@ -63,15 +64,22 @@ def timed(fn, *args):
 
 
 # ------------------------------------------------------------------------------------ 1 + 2: Kodak
+def same_tokenizer(a: ImageCodec, b: ImageCodec) -> bool:
+    """Bit-identical tokenizer weights (NaN-filled unused entries aside)."""
+    first, second = a.latent.tokenizer.state_dict(), b.latent.tokenizer.state_dict()
+    return first.keys() == second.keys() and all(
+        x.shape == y.shape and torch.equal(x, y)
+        for x, y in zip(first.values(), second.values())
+        if x.is_floating_point() and not x.isnan().any()
+    )
+
+
 def codecs(args) -> dict[str, tuple[ImageCodec, EncodeOptions]]:
     """The models of sections 1 and 2 with their encoder options, all on the HyperVQ checkpoint's tokenizer."""
     hyper = ImageCodec.from_checkpoint(args.hypervq, engine=args.engine)
     static = ImageCodec.from_checkpoint(args.static, engine=args.engine)
     tokenizer = hyper.latent.tokenizer
-    if not all(
-        torch.equal(a, b) for a, b in zip(static.latent.tokenizer.state_dict().values(), tokenizer.state_dict().values())
-        if a.is_floating_point() and not a.isnan().any()
-    ):
+    if not same_tokenizer(static, hyper):
         raise SystemExit(f"{args.static} was trained on another tokenizer than {args.hypervq}")
     uniform = ImageCodec(VQCodec(tokenizer, UniformModel(), UniformConfig(), engine=args.engine))
     rows = {
@@ -80,12 +88,8 @@ def codecs(args) -> dict[str, tuple[ImageCodec, EncodeOptions]]:
         "hypervq": (hyper, EncodeOptions()),
         f"hypervq top-{args.top_k}": (hyper, EncodeOptions(top_k=args.top_k)),
     }
-    for i, path in enumerate(args.fast):
-        codec = ImageCodec.from_checkpoint(path, engine=args.engine)
-        name = "hypervq, CPU-efficient tokenizer"
-        if i:  # further HyperVQ models on that tokenizer, told apart by their hyper networks' width
-            name += f", hyper_hidden {codec.latent.entropy_config.hyper_hidden}"
-        rows[name] = (codec, EncodeOptions())
+    for path in args.extra:  # named by their run folder (runs/bench/NAME/checkpoints/last.ckpt)
+        rows[f"hypervq, {Path(path).resolve().parent.parent.name}"] = (ImageCodec.from_checkpoint(path, engine=args.engine), EncodeOptions())
     return rows
 
 
@@ -103,7 +107,8 @@ def kodak_rows(args) -> dict:
     images = [(p.stem, read_image(p)) for p in find_images(args.kodak)]
     results: dict = {}
     usage = None
-    for name, (codec, options) in codecs(args).items():
+    models = codecs(args)
+    for name, (codec, options) in models.items():
         evaluate(codec, images[:2], options=options)  # warm-up: kernels loaded, caches filled
         evaluation = evaluate(codec, images, options=options, estimate=True, progress=f"kodak {name}")
         if not evaluation.all_exact:
@@ -128,6 +133,7 @@ def kodak_rows(args) -> dict:
         ]
         results[name] = {k: statistics.mean(r[k] for r in rows) for k in rows[0]}
         results[name]["images"] = len(rows)
+        results[name]["same_tokenizer"] = same_tokenizer(codec, models["hypervq"][0])
     results["codebook"] = dict(
         size=int(usage.numel()), usage=float((usage > 0).double().mean()),
         perplexity=float(perplexity(usage)), tokens=int(usage.sum()),
@@ -378,7 +384,7 @@ def markdown(results: dict, command: str) -> str:
         ]
         for name in names:
             r = k[name]
-            saving = f"{100 * (1 - r['bpp_real'] / uni):.2f} %" if "tokenizer" not in name else "other tokenizer"
+            saving = f"{100 * (1 - r['bpp_real'] / uni):.2f} %" if r["same_tokenizer"] else "other tokenizer"
             lines.append(
                 f"| {name} | {r['bpp_est']:.5f} | {r['bpp_real']:.5f} | {100 * (r['bpp_streams'] / r['bpp_est'] - 1):+.2f} % "
                 f"| {100 * (r['bpp_real'] / r['bpp_est'] - 1):+.2f} % | {saving} | {r['psnr']:.2f} |"
@@ -423,8 +429,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hypervq", default="runs/bench/hypervq/checkpoints/last.ckpt")
     parser.add_argument("--static", default="runs/bench/static/checkpoints/last.ckpt")
-    parser.add_argument("--fast", nargs="*", default=["runs/bench/hypervq_stem4/checkpoints/last.ckpt"],
-                        help="HyperVQ on the CPU-efficient tokenizer, then any other HyperVQ models on it (none: leave out)")
+    parser.add_argument("--extra", nargs="*", default=["runs/bench/hypervq_stem4/checkpoints/last.ckpt"],
+                        help="further HyperVQ checkpoints, each a Kodak row of its own (default: the CPU-efficient tokenizer's)")
     parser.add_argument("--kodak", default="../shared/datasets/kodak")
     parser.add_argument("--engine", default="auto", choices=ENGINES)
     parser.add_argument("--top-k", type=int, default=64, help="tail floor of the Kodak HyperVQ row (the large-codebook cases use top-k 256, as the goal)")
@@ -444,7 +450,7 @@ def main() -> None:
         print(json.dumps(large_codebook_case(size, top_k or None, width or None, args.positions, args.repeats, args.engine)))
         return
     if {"kodak", "startup"} & set(args.sections):
-        for path in [args.hypervq, args.static, *args.fast]:
+        for path in [args.hypervq, args.static, *args.extra]:
             if not Path(path).is_file():
                 raise SystemExit(f"missing {path}: train it first (see BENCHMARKS.md)")
         if not Path(args.kodak).is_dir():
@@ -457,7 +463,7 @@ def main() -> None:
     if "coders" in args.sections:
         results["coders"] = coder_comparison(512)
     if "startup" in args.sections:
-        results["startup"] = startup(args.fast[0] if args.fast else args.hypervq, find_images(args.kodak)[0], args.repeats)
+        results["startup"] = startup(args.extra[0] if args.extra else args.hypervq, find_images(args.kodak)[0], args.repeats)
     command = "python " + " ".join([str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute() else sys.argv[0], *sys.argv[1:]])
     print(markdown(results, command))
     if args.json:
