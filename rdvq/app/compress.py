@@ -93,7 +93,8 @@ def run(command: str, argv: list[str]) -> int:
     _check_free(outputs, args.force)
     options = (
         EncodeOptions(
-            top_k=args.top_k, search_width=args.search_width, slices=args.slices, completion=args.completion, seed=args.seed, rdo_lambda=args.rdo_lambda
+            top_k=args.top_k, search_width=args.search_width, slices=args.slices, completion=args.completion,
+            seed=args.seed, rdo_lambda=args.rdo_lambda,
         )
         if compress
         else None

@@ -59,8 +59,9 @@ LEAF_SIZE = 64  # most codewords per cluster: chosen by benchmarks/candidate_sea
 class CodebookClusters:
     """A fixed-point codebook's clusters (step 1): the codewords reordered cluster by cluster
     (``order``: original index of each; ``offsets``: each cluster's span), their values as one
-    (D, size) block per cluster (``blocks``, flat) and squared norms in that order, and each cluster's bounding box (``low``, ``high``,
-    (C, D)). Any ``cluster_size`` works for the exact pruned search; the format's is :data:`LEAF_SIZE`."""
+    (D, size) block per cluster (``blocks``, flat) and squared norms in that order, and each
+    cluster's bounding box (``low``, ``high``, (C, D)). Any ``cluster_size`` works for the exact
+    pruned search; the format's is :data:`LEAF_SIZE`."""
 
     def __init__(self, values: np.ndarray, cluster_size: int) -> None:
         values = np.asarray(values, dtype=np.int64)

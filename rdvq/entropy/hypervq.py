@@ -10,8 +10,8 @@ Coding: one range-coded stream, branch after branch, each its hyper-latent (unde
 bottleneck's own 16-bit tables, see :mod:`rdvq.entropy.bottleneck`) followed by its indices under
 the Gaussians predicted from the *decoded* hyper-latent. The header parameters are the bounded
 tail floor ``top_k`` (0: off) and, only when the candidates were searched
-(:mod:`rdvq.coding.candidate_search`), the search width. A model built with ``coding_only`` (what ``ImageCodec`` loads)
-holds the bottleneck's tensors without importing CompressAI.
+(:mod:`rdvq.coding.candidate_search`), the search width. A model built with ``coding_only``
+(what ``ImageCodec`` loads) holds the bottleneck's tensors without importing CompressAI.
 
 Indices are predicted and coded tile by tile (:data:`TILE` x :data:`TILE` hyper-latent cells,
 with a halo covering the hyper-synthesis' receptive field; tiles in raster order, indices in
