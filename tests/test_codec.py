@@ -3,6 +3,7 @@ accuracy of a trained model, checkpoint loading, the stage B freeze and the code
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -16,8 +17,10 @@ from PIL import Image
 from conftest import kodak_dir
 from datamodules import sample_photo_paths
 from rdvq.codec import ImageCodec, VQCodec
+from rdvq.coding import probability as P
 from rdvq.encode_options import EncodeOptions
 from rdvq.entropy import ENTROPY_MODELS, build_entropy_model
+from rdvq.entropy.hypervq import gaussian_log_probs
 from rdvq.errors import CheckpointError, ConfigError, DecodeMismatchError, ModelMismatchError
 from rdvq.image_io import read_image, to_uint8
 from rdvq.tokenizer import Tokenizer, TokenizerConfig
@@ -257,3 +260,20 @@ def test_a_loaded_codec_codes_without_compressai_and_matches_the_training_model(
     image = read_image(sample_photo_paths("val")[2])[:, :64, :80]
     a, b = trained.encode(image), loaded.encode(image)  # the estimate builds CompressAI's model on demand
     assert a.data == b.data and a.estimated_bits == pytest.approx(b.estimated_bits, rel=1e-6)
+
+
+
+def test_the_rate_estimate_clamps_means_where_the_coder_does() -> None:
+    """Means far outside the fixed-point range are clamped by the coder; the estimate that training
+    minimizes must clamp them the same way, or a model learns rates its files cannot reach (one
+    trained model had sigma at its upper bound and means 30x the limit: files 11 % over)."""
+    g = torch.Generator().manual_seed(0)
+    codewords = torch.nn.functional.normalize(torch.randn(64, 8, generator=g), dim=-1)
+    mu = torch.randn(1, 8, 4, 4, generator=g) * 30000
+    sigma = torch.full((1, 1, 4, 4), 100.0)
+    estimate = -gaussian_log_probs(mu, sigma, codewords).reshape(16, 64).double() / math.log(2)
+    codebook = P.FixedPointCodebook.from_codewords(codewords)
+    params = P.GaussianParameters.from_float(mu[0].flatten(1).t(), sigma[0, 0].flatten(), codebook)
+    coded = P.PRECISION - torch.log2(P.frequencies(P.gaussian_buckets(params, codebook)).double())
+    assert estimate.max() < 20  # moderate costs: the coder's floor of 24 bits plays no part
+    assert (estimate - coded).abs().max() < 0.1  # the 1/64-nat buckets and the rounding of shares

@@ -91,8 +91,7 @@ class FixedPointCodebook:
         require_finite("codewords", codewords)
         if codewords.shape[-1] > MAX_DIM:
             raise ProbabilityError(f"embedding dimension {codewords.shape[-1]} exceeds {MAX_DIM}")
-        peak = float(codewords.abs().max()) if codewords.numel() else 0.0
-        exponent = CODEBOOK_BITS - (math.ceil(math.log2(peak)) if peak > 0 else 0)
+        exponent = fixed_point_exponent(codewords)
         return cls(values=torch.round(codewords * 2.0**exponent).to(torch.int64), exponent=exponent)
 
     @property
@@ -109,6 +108,19 @@ class FixedPointCodebook:
         large codebook is coded in many small chunks)."""
         values, norms = self._float64
         return values.to(device), norms.to(device)
+
+
+def fixed_point_exponent(codewords: torch.Tensor) -> int:
+    """``e`` such that ``codewords * 2^e`` has its largest component in (2^(CODEBOOK_BITS-1), 2^CODEBOOK_BITS]."""
+    peak = float(codewords.detach().abs().max()) if codewords.numel() else 0.0
+    return CODEBOOK_BITS - (math.ceil(math.log2(peak)) if peak > 0 else 0)
+
+
+def mean_limit(codewords: torch.Tensor, diagonal: bool) -> float:
+    """The largest |mean component|, in the codewords' own units, that the tables represent
+    (:func:`mean_bits` in fixed point). Coded means are clamped there, so a rate estimate that is
+    to match the files must clamp them there too."""
+    return 2.0 ** (mean_bits(codewords.shape[-1], diagonal) - fixed_point_exponent(codewords))
 
 
 def mean_bits(dim: int, diagonal: bool) -> int:

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rdvq.coding import GaussianParameters, IndexDecoder, IndexEncoder
+from rdvq.coding.probability import mean_limit
 from rdvq.config_dict import DictConfig
 from rdvq.encode_options import EncodeOptions
 from rdvq.entropy import bottleneck as side
@@ -122,8 +123,14 @@ def tile_spans(length: int) -> list[tuple[int, int]]:
 
 
 def gaussian_log_probs(mu: torch.Tensor, sigma: torch.Tensor, codewords: torch.Tensor) -> torch.Tensor:
-    """log softmax_k(-sum_d (e_kd - mu_d)^2 / (2 sigma_d^2)) as (B, h, w, K)."""
-    mu = mu.permute(0, 2, 3, 1).float()
+    """log softmax_k(-sum_d (e_kd - mu_d)^2 / (2 sigma_d^2)) as (B, h, w, K).
+
+    Means are clamped where the coder clamps them (:func:`~rdvq.coding.probability.mean_limit`).
+    Without it a model can train into means the files cannot carry: with l2-normalized codewords
+    only mu / sigma^2 matters, and one run pushed sigma to its upper bound and the means to 30x the
+    limit; its files were 11 % larger than its estimate."""
+    limit = mean_limit(codewords, diagonal=sigma.shape[1] != 1)
+    mu = mu.permute(0, 2, 3, 1).float().clamp(-limit, limit)
     inv = 0.5 / sigma.permute(0, 2, 3, 1).float().square()  # (B,h,w,1) or (B,h,w,D)
     e = codewords.float()
     if inv.shape[-1] == 1:
