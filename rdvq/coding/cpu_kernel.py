@@ -495,22 +495,9 @@ def _pruned_row(mu, w, diagonal, scale, keep, size, clusters, free, scratch, out
             for c in range(num_clusters):
                 if not seen[c]:
                     visited, nearest = _visit_cluster(c, mu, w, diagonal, clusters, acc, indices, visited, nearest)
-    for m in range(visited):
-        q[m] = _bucket(acc[m], nearest, scale)
     # Candidates: visited symbols below the k-th key (ties at its bucket go by index) or, when fewer
     # than `keep` lie below the last bucket, all of those plus the lowest indices of the last bucket.
-    kth, _ = _threshold(hist, _histogram(q, visited, hist), keep)
-    kth = min(kth, _LAST)
-    count = 0
-    ties = 0
-    for m in range(visited):
-        if q[m] < kth:
-            chosen[count] = indices[m]
-            cq[count] = q[m]
-            count += 1
-        elif q[m] == kth and kth < _LAST:
-            tied[ties] = indices[m]
-            ties += 1
+    kth, count, ties = _split_at_kth(acc, visited, nearest, scale, keep, indices, q, hist, chosen, cq, tied, False)
     if kth < _LAST:
         tied[:ties].sort()
         for t in range(keep - count):
@@ -528,6 +515,29 @@ def _pruned_row(mu, w, diagonal, scale, keep, size, clusters, free, scratch, out
             cq[count + t] = _LAST
             k += 1
     _emit_candidates(i, chosen, cq, keep, free, hist, share, freq, out_candidates, out_freqs)
+
+
+@nb.njit(cache=True, nogil=True)
+def _split_at_kth(acc, visited, nearest, scale, keep, indices, q, hist, chosen, cq, tied, tie_last):
+    """Bucket the ``visited`` distances in ``acc``; find the bucket ``kth`` of the ``keep``-th key
+    (at most the last bucket); put the symbols below it into ``chosen`` (with their buckets in
+    ``cq``) and those at it into ``tied`` (at the last bucket only if ``tie_last``). Returns
+    (kth, how many chosen, how many tied)."""
+    for m in range(visited):
+        q[m] = _bucket(acc[m], nearest, scale)
+    kth, _ = _threshold(hist, _histogram(q, visited, hist), keep)
+    kth = min(kth, _LAST)
+    count = 0
+    ties = 0
+    for m in range(visited):
+        if q[m] < kth:
+            chosen[count] = indices[m]
+            cq[count] = q[m]
+            count += 1
+        elif q[m] == kth and (tie_last or kth < _LAST):
+            tied[ties] = indices[m]
+            ties += 1
+    return kth, count, ties
 
 
 @nb.njit(cache=True, nogil=True)
@@ -561,19 +571,7 @@ def _searched_row(mu, w, diagonal, scale, keep, width, smallest, clusters, free,
         if visited >= width:
             break
         visited, nearest = _visit_cluster(heap[j], mu, w, diagonal, clusters, acc, indices, visited, nearest)
-    for m in range(visited):
-        q[m] = _bucket(acc[m], nearest, scale)
-    kth, _ = _threshold(hist, _histogram(q, visited, hist), keep)
-    count = 0
-    ties = 0
-    for m in range(visited):
-        if q[m] < kth:
-            chosen[count] = indices[m]
-            cq[count] = q[m]
-            count += 1
-        elif q[m] == kth:
-            tied[ties] = indices[m]
-            ties += 1
+    kth, count, ties = _split_at_kth(acc, visited, nearest, scale, keep, indices, q, hist, chosen, cq, tied, True)
     need = keep - count
     lowest = tied[:ties] if ties == need else np.partition(tied[:ties], need - 1)  # any order: sorted below
     for t in range(need):

@@ -359,9 +359,7 @@ class _ChunkScratch:
 
     def gaussian_scores(self, params: GaussianParameters, codebook: FixedPointCodebook):
         """As :func:`_gaussian_scores`, into the scratch array."""
-        ref.require_finite("scales", params.scale)
-        scores = ref.relative_distances(params, codebook, out=self.scores[: params.num_positions])
-        return scores.numpy(), params.scale.cpu().contiguous().numpy()
+        return _gaussian_scores(params, codebook, out=self.scores[: params.num_positions])
 
     def coder_rows(self, scores: np.ndarray, scales: np.ndarray) -> np.ndarray:
         if self.rows is None:
@@ -369,7 +367,9 @@ class _ChunkScratch:
         return _cpu_kernel().coder_rows(scores, scales, out=self.rows[: scores.shape[0]])
 
 
-def _gaussian_scores(params: GaussianParameters, codebook: FixedPointCodebook):
-    """The reference's exact relative distances (float64 (N, K)) and the rows' float32 scales."""
+def _gaussian_scores(params: GaussianParameters, codebook: FixedPointCodebook, out: torch.Tensor | None = None):
+    """The reference's exact relative distances (float64 (N, K), into ``out`` when given) and the
+    rows' float32 scales."""
     ref.require_finite("scales", params.scale)
-    return ref.relative_distances(params, codebook).cpu().numpy(), params.scale.cpu().contiguous().numpy()
+    scores = ref.relative_distances(params, codebook, out=out)
+    return scores.cpu().numpy(), params.scale.cpu().contiguous().numpy()
