@@ -59,22 +59,6 @@ _PER_NAT = np.float32(64.0)
 
 # ---------------------------------------------------------------------------------------- buckets
 @nb.njit(cache=True, nogil=True)
-def _logit_buckets(row, q, hist):
-    """Buckets of a row of logits into ``q``, their histogram, and the highest bucket in use below
-    the last one (-1 if none): the histogram scans below skip the empty range above it."""
-    peak = _row_extreme(row, True)
-    for b in range(hist.shape[0]):
-        hist[b] = 0
-    top = -1
-    for k in range(row.shape[0]):
-        bucket = int(min((peak - row[k]) * _PER_NAT, _CLAMP))  # the gap is >= 0: truncation is floor
-        q[k] = bucket
-        hist[bucket] += 1
-        top = bucket if (bucket < _LAST and bucket > top) else top
-    return top
-
-
-@nb.njit(cache=True, nogil=True)
 def _bucket(distance, nearest, scale):
     return int(min(np.float32(distance - nearest) * scale, _CLAMP))
 
@@ -106,18 +90,38 @@ def _row_extreme(row, largest):
 
 
 @nb.njit(cache=True, nogil=True)
-def _distance_buckets(row, scale, q, hist):
-    """As :func:`_logit_buckets`, for a row of exact relative distances."""
-    nearest = _row_extreme(row, False)
-    for b in range(hist.shape[0]):
-        hist[b] = 0
+def _row_buckets(row, scale, gaussian, q):
+    """Buckets of a row into ``q``: of exact relative distances with their float32 ``scale``
+    (``gaussian``), else of logits; returns the highest bucket in use below the last one (-1 if
+    none), which bounds the histogram scans. Two plain passes, so that both vectorize; the
+    histogram is counted separately (:func:`_count`)."""
+    if gaussian:
+        nearest = _row_extreme(row, False)
+        for k in range(row.shape[0]):
+            q[k] = _bucket(row[k], nearest, scale)
+    else:
+        peak = _row_extreme(row, True)
+        for k in range(row.shape[0]):
+            q[k] = int(min((peak - row[k]) * _PER_NAT, _CLAMP))  # the gap is >= 0: truncation is floor
     top = -1
-    for k in range(row.shape[0]):
-        bucket = _bucket(row[k], nearest, scale)
-        q[k] = bucket
-        hist[bucket] += 1
-        top = bucket if (bucket < _LAST and bucket > top) else top
+    for k in range(q.shape[0]):
+        top = max(top, q[k] if q[k] < _LAST else -1)
     return top
+
+
+@nb.njit(cache=True, nogil=True)
+def _count(q, first, last, hist):
+    """Adds the buckets q[first:last] to the histogram ``hist``."""
+    for k in range(first, last):
+        hist[q[k]] += 1
+
+
+@nb.njit(cache=True, nogil=True)
+def _clear(hist, top):
+    """Zeroes a histogram that is empty above ``top`` but for the last bucket (cheaper than all of it)."""
+    for b in range(top + 1):
+        hist[b] = 0
+    hist[_LAST] = 0
 
 
 # ------------------------------------------------------------------------------------ frequencies
@@ -200,40 +204,63 @@ def _frequencies(q, n, free, hist, share, out):
 
 
 @nb.njit(cache=True, nogil=True)
-def _emit_full(i, q, top, free, hist, share, symbols, starts, freqs, rows, intervals):
-    """Row ``i``'s symbol interval (``intervals``) or its coder weights, from its buckets ``q`` and
-    their histogram ``hist`` (empty above ``top`` but for the last bucket).
+def _emit_interval(i, q, top, free, before, hist, share, symbols, starts, freqs):
+    """Row ``i``'s symbol interval from its buckets ``q``.
 
-    A symbol's frequency is ``1 + share[b]``, plus one below the bonus threshold and for the first
-    ``need`` symbols at it; the symbol's start is therefore ``s + sum share[b_k] + #(b_k < t) +
-    min(#(b_k == t), need)`` over the symbols ``k < s``: counted without branches."""
+    ``before`` and ``hist`` come in zeroed and go out zeroed; in between they hold the histograms
+    of the symbols before row ``i``'s symbol and of the whole row. A symbol's frequency is
+    ``1 + share[b]``, plus one below the bonus threshold ``t`` and for the first ``need`` symbols
+    at it; the symbol's start is therefore ``s + sum share[b_k] + #(b_k < t) + min(#(b_k == t),
+    need)`` over the symbols ``k < s``, read off ``before`` bucket by bucket."""
+    symbol = symbols[i]
+    _count(q, 0, symbol, before)
+    _count(q, symbol, q.shape[0], hist)
+    for b in range(top + 1):
+        hist[b] += before[b]
+    hist[_LAST] += before[_LAST]
     threshold, need = _share_rule(hist, top, free, share)
-    if intervals:
-        symbol = symbols[i]
-        total = 0
-        below = 0
+    total = before[_LAST] * share[_LAST]  # share[b] is set where hist[b] > 0, so wherever before[b] > 0
+    below = before[_LAST] if threshold > _LAST else 0
+    for b in range(top + 1):
+        if before[b]:
+            total += before[b] * share[b]
+            below += before[b] if b < threshold else 0
+    ties = before[threshold] if threshold <= _LAST else 0
+    b = q[symbol]
+    starts[i] = symbol + total + below + min(ties, need)
+    freqs[i] = 1 + share[b] + (b < threshold) + (b == threshold and ties < need)
+    _clear(before, top)
+    _clear(hist, top)
+
+
+@nb.njit(cache=True, nogil=True)
+def _emit_coder_row(i, q, top, free, hist, share, rows):
+    """Row ``i``'s coder weights (frequency - 1) from its buckets ``q``; ``hist`` comes in and goes
+    out zeroed. The bonus goes to the symbols below the threshold and to those at it up to the
+    ``need``-th (in index order), so one early-exit scan finds that cut and the fill has no
+    running count."""
+    _count(q, 0, q.shape[0], hist)
+    threshold, need = _share_rule(hist, top, free, share)
+    n = q.shape[0]
+    cut = 0
+    if need > 0:
+        cut = n
         ties = 0
-        for k in range(symbol):
-            b = q[k]
-            total += share[b]
-            below += b < threshold
-            ties += b == threshold
-        b = q[symbol]
-        starts[i] = symbol + total + below + min(ties, need)
-        freqs[i] = 1 + share[b] + (b < threshold) + (b == threshold and ties < need)
-        return
-    ties = 0
-    for k in range(q.shape[0]):
+        for k in range(n):
+            ties += q[k] == threshold
+            if ties == need:
+                cut = k + 1
+                break
+    for k in range(n):
         b = q[k]
-        tie = b == threshold
-        rows[i, k] = share[b] + ((b < threshold) | (tie & (ties < need)))
-        ties += tie
+        rows[i, k] = share[b] + ((b < threshold) | ((b == threshold) & (k < cut)))
+    _clear(hist, top)
 
 
 @nb.njit(cache=True, nogil=True)
 def _emit_compact(i, q, top, keep, free, hist, share, candidates, cq, freq, out_candidates, out_freqs):
-    """The ``keep`` smallest keys of the full row ``q`` (histogram ``hist``, as for
-    :func:`_emit_full`) and their frequencies, into row ``i``."""
+    """The ``keep`` smallest keys of the full row ``q`` (its histogram ``hist``, empty above ``top``
+    but for the last bucket) and their frequencies, into row ``i``."""
     threshold, below = _threshold(hist, top, keep)
     need = keep - below
     j = 0
@@ -257,14 +284,14 @@ def _full_rows(first, last, scores, scales, gaussian, symbols, starts, freqs, ro
     size = scores.shape[1]
     free = TOTAL - size
     q = np.empty(size, np.int32)
-    hist = np.empty(NUM_BUCKETS, np.int64)
+    hist = np.zeros((2, NUM_BUCKETS), np.int64)
     share = np.empty(NUM_BUCKETS, np.int64)
     for i in range(first, last):
-        if gaussian:
-            top = _distance_buckets(scores[i], scales[i], q, hist)
+        top = _row_buckets(scores[i], scales[i] if gaussian else _PER_NAT, gaussian, q)
+        if intervals:
+            _emit_interval(i, q, top, free, hist[0], hist[1], share, symbols, starts, freqs)
         else:
-            top = _logit_buckets(scores[i], q, hist)
-        _emit_full(i, q, top, free, hist, share, symbols, starts, freqs, rows, intervals)
+            _emit_coder_row(i, q, top, free, hist[0], share, rows)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -278,10 +305,9 @@ def _compact_rows(first, last, scores, scales, gaussian, keep, out_candidates, o
     cq = np.empty(keep, np.int32)
     freq = np.empty(keep, np.int64)
     for i in range(first, last):
-        if gaussian:
-            top = _distance_buckets(scores[i], scales[i], q, hist)
-        else:
-            top = _logit_buckets(scores[i], q, hist)
+        top = _row_buckets(scores[i], scales[i] if gaussian else _PER_NAT, gaussian, q)
+        hist[:] = 0
+        _count(q, 0, size, hist)
         _emit_compact(i, q, top, keep, free, hist, share, candidates, cq, freq, out_candidates, out_freqs)
 
 
