@@ -234,26 +234,25 @@ def _emit_interval(i, q, top, free, before, hist, share, symbols, starts, freqs)
 
 
 @nb.njit(cache=True, nogil=True)
-def _emit_coder_row(i, q, top, free, hist, share, rows):
+def _emit_coder_row(i, q, top, free, hist, share, weight, rows):
     """Row ``i``'s coder weights (frequency - 1) from its buckets ``q``; ``hist`` comes in and goes
-    out zeroed. The bonus goes to the symbols below the threshold and to those at it up to the
-    ``need``-th (in index order), so one early-exit scan finds that cut and the fill has no
-    running count."""
+    out zeroed. Every symbol of bucket ``b`` weighs ``share[b]``, plus one below the bonus threshold:
+    a per-bucket float64 table read by a plain gather; then the first ``need`` symbols at the
+    threshold (in index order) get their unit in one early-exit scan."""
     _count(q, 0, q.shape[0], hist)
     threshold, need = _share_rule(hist, top, free, share)
-    n = q.shape[0]
-    cut = 0
-    if need > 0:
-        cut = n
-        ties = 0
-        for k in range(n):
-            ties += q[k] == threshold
-            if ties == need:
-                cut = k + 1
-                break
-    for k in range(n):
-        b = q[k]
-        rows[i, k] = share[b] + ((b < threshold) | ((b == threshold) & (k < cut)))
+    for b in range(top + 1):
+        weight[b] = share[b] + (b < threshold) if hist[b] else 0.0
+    weight[_LAST] = share[_LAST] + (_LAST < threshold)
+    out = rows[i]
+    for k in range(q.shape[0]):
+        out[k] = weight[q[k]]
+    k = 0
+    while need > 0 and k < q.shape[0]:
+        if q[k] == threshold:
+            out[k] += 1.0
+            need -= 1
+        k += 1
     _clear(hist, top)
 
 
@@ -286,12 +285,13 @@ def _full_rows(first, last, scores, scales, gaussian, symbols, starts, freqs, ro
     q = np.empty(size, np.int32)
     hist = np.zeros((2, NUM_BUCKETS), np.int64)
     share = np.empty(NUM_BUCKETS, np.int64)
+    weight = np.empty(NUM_BUCKETS, np.float64)
     for i in range(first, last):
         top = _row_buckets(scores[i], scales[i] if gaussian else _PER_NAT, gaussian, q)
         if intervals:
             _emit_interval(i, q, top, free, hist[0], hist[1], share, symbols, starts, freqs)
         else:
-            _emit_coder_row(i, q, top, free, hist[0], share, rows)
+            _emit_coder_row(i, q, top, free, hist[0], share, weight, rows)
 
 
 @nb.njit(cache=True, nogil=True)
