@@ -18,11 +18,12 @@ each group under its one row, so encoder and decoder need only agree on the tabl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
-from rdvq.coding.probability import PRECISION
-from rdvq.coding.range_coder import IndexDecoder, IndexEncoder
+from rdvq.coding.probability import PRECISION, TOTAL
+from rdvq.coding.range_coder import IndexDecoder, IndexEncoder, PreparedRow
 from rdvq.errors import CheckpointError
 
 COMPRESSAI_PRECISION = 16
@@ -55,39 +56,66 @@ class QuantizedCdfs:
     def num_tables(self) -> int:
         return len(self.rows)
 
+    @cached_property
+    def last_slots(self) -> torch.Tensor:
+        """(T,) int64: each table's highest coded slot (the one below its escape bin)."""
+        return torch.tensor([row.numel() - 2 for row in self.rows], dtype=torch.int64)
+
+    @cached_property
+    def cumulative(self) -> torch.Tensor:
+        """(T, L_max) int64: ``cumulative[t, s]`` is where slot ``s`` of table ``t`` starts (2^PRECISION
+        past the row's end), so a slot's interval is ``[c[t, s], c[t, s + 1])``."""
+        out = torch.full((self.num_tables, max(row.numel() for row in self.rows) + 1), TOTAL, dtype=torch.int64)
+        for table, row in enumerate(self.rows):
+            out[table, 0] = 0
+            out[table, 1 : row.numel()] = row[:-1].cumsum(0)
+        return out
+
+    @cached_property
+    def prepared(self) -> tuple[PreparedRow, ...]:
+        """Each row made ready for the decoder (built once per set of tables)."""
+        return tuple(PreparedRow.of(row) for row in self.rows)
+
     def clamp(self, values: torch.Tensor, indexes: torch.Tensor) -> torch.Tensor:
         """``values`` (any integer shape) clamped into the coded range of their tables."""
         indexes = indexes.to(torch.int64).cpu()
         low = self.offsets[indexes]
-        high = low + torch.tensor([row.numel() - 2 for row in self.rows], dtype=torch.int64)[indexes]
+        high = low + self.last_slots[indexes]
         return torch.minimum(torch.maximum(values.to(torch.int64).cpu(), low), high).contiguous()
 
 
-def _groups(indexes: torch.Tensor, num_tables: int) -> list[torch.Tensor]:
-    """Positions (into the flattened ``indexes``) of each table's symbols, in order."""
+def _table_order(indexes: torch.Tensor, num_tables: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positions into the flattened ``indexes``, their tables): table by table, each in order."""
     flat = indexes.reshape(-1).to(torch.int64).cpu()
     if flat.numel() and (flat.min() < 0 or flat.max() >= num_tables):
         raise ValueError(f"table indexes outside [0, {num_tables})")
     order = torch.argsort(flat, stable=True)
-    counts = torch.bincount(flat, minlength=num_tables).tolist()
-    return list(order.split(counts))
+    return order, flat[order]
 
 
 def encode_indexed(encoder: IndexEncoder, values: torch.Tensor, indexes: torch.Tensor, cdfs: QuantizedCdfs) -> None:
-    """Encode integer ``values`` (already clamped) under the tables named by ``indexes`` (same shape)."""
-    flat = values.reshape(-1).to(torch.int64).cpu()
-    for table, positions in enumerate(_groups(indexes, cdfs.num_tables)):
-        slots = flat[positions] - cdfs.offsets[table]
-        if slots.numel() and (slots.min() < 0 or slots.max() > cdfs.rows[table].numel() - 2):
-            raise ValueError("values outside their table's range: clamp them first")
-        encoder.encode_iid(slots, cdfs.rows[table])
+    """Encode integer ``values`` (already clamped) under the tables named by ``indexes`` (same shape).
+
+    All symbols go to the coder in one call, as intervals: the bytes are those of coding each table's
+    symbols under its full row. Every slot is at least 2^(PRECISION - 16) wide, so each symbol's
+    stand-in table has three slots, whatever its table's size (:meth:`IndexEncoder.encode_intervals`)."""
+    positions, tables = _table_order(indexes, cdfs.num_tables)
+    slots = values.reshape(-1).to(torch.int64).cpu()[positions] - cdfs.offsets[tables]
+    if slots.numel() and ((slots < 0).any() or (slots > cdfs.last_slots[tables]).any()):
+        raise ValueError("values outside their table's range: clamp them first")
+    starts = cdfs.cumulative[tables, slots]
+    freqs = cdfs.cumulative[tables, slots + 1] - starts
+    encoder.encode_intervals(starts.numpy(), freqs.numpy(), alphabet_size=3)
 
 
 def decode_indexed(decoder: IndexDecoder, indexes: torch.Tensor, cdfs: QuantizedCdfs) -> torch.Tensor:
     """Decode the values of ``indexes`` (returned in the shape of ``indexes``, int64)."""
+    positions, tables = _table_order(indexes, cdfs.num_tables)
+    counts = torch.bincount(tables, minlength=cdfs.num_tables).tolist()
+    slots = torch.cat([torch.zeros(0, dtype=torch.int64)] + [
+        decoder.decode_iid(count, cdfs.prepared[table]) for table, count in enumerate(counts) if count
+    ])
+    # The escape slot is never encoded; a stream that decodes it is corrupt. Clamp keeps it in range.
     out = torch.empty(indexes.numel(), dtype=torch.int64)
-    for table, positions in enumerate(_groups(indexes, cdfs.num_tables)):
-        slots = decoder.decode_iid(positions.numel(), cdfs.rows[table])
-        # The escape slot is never encoded; a stream that decodes it is corrupt. Clamp keeps it in range.
-        out[positions] = slots.clamp(max=cdfs.rows[table].numel() - 2) + cdfs.offsets[table]
+    out[positions] = torch.minimum(slots, cdfs.last_slots[tables]) + cdfs.offsets[tables]
     return out.reshape(indexes.shape)

@@ -26,6 +26,7 @@ chunk that overdraws.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import constriction
 import numpy as np
@@ -44,6 +45,26 @@ BUDGET_SLACK_BITS = 64
 
 def _weights(freqs: torch.Tensor) -> np.ndarray:
     return (freqs.to(torch.int64) - 1).to(torch.float64).cpu().numpy()
+
+
+@dataclass(frozen=True)
+class PreparedRow:
+    """One (K,) frequency row made ready once for coding many symbols under it (a static table serves
+    every image): constriction's model and each slot's information in bits."""
+
+    freqs: torch.Tensor
+    model: object | None  # None when K == 1: such symbols carry no information and are not coded
+    bits: np.ndarray
+
+    @classmethod
+    def of(cls, freqs: torch.Tensor) -> "PreparedRow":
+        freqs = freqs.reshape(-1).to(torch.int64).cpu()
+        model = constriction.stream.model.Categorical(_weights(freqs), perfect=False) if freqs.numel() > 1 else None
+        return cls(freqs=freqs, model=model, bits=PRECISION - np.log2(freqs.numpy().astype(np.float64)))
+
+
+def _prepared(row: "torch.Tensor | PreparedRow") -> PreparedRow:
+    return row if isinstance(row, PreparedRow) else PreparedRow.of(row)
 
 
 def _tail_offsets(symbols: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
@@ -112,13 +133,13 @@ class IndexEncoder:
             slots = np.where(low, 0, np.where(high, 2, 1))
         self._coder.encode(slots.astype(np.int32), _CATEGORICAL, (widths - 1).astype(np.float64))
 
-    def encode_iid(self, symbols: torch.Tensor, freqs: torch.Tensor) -> None:
+    def encode_iid(self, symbols: torch.Tensor, freqs: "torch.Tensor | PreparedRow") -> None:
         """Encode symbols that all share one (K,) frequency row (static and uniform models)."""
         symbols = symbols.reshape(-1).to(torch.int32).cpu()
-        if symbols.numel() == 0 or freqs.numel() == 1:
+        row = _prepared(freqs)
+        if symbols.numel() == 0 or row.model is None:
             return
-        model = constriction.stream.model.Categorical(_weights(freqs), perfect=False)
-        self._coder.encode(symbols.numpy(), model)
+        self._coder.encode(symbols.numpy(), row.model)
 
     def encode_tables(self, symbols: torch.Tensor, tables: Iterable[FrequencyTable]) -> None:
         """Encode ``symbols`` (flat) under consecutive chunk tables covering them in order."""
@@ -150,7 +171,10 @@ class IndexDecoder:
 
     def _charge(self, frequencies: torch.Tensor) -> None:
         """Add the information of symbols decoded with these frequencies (out of 2^PRECISION)."""
-        self._information_bits += float((PRECISION - torch.log2(frequencies.to(torch.float64))).sum())
+        self._charge_bits(float((PRECISION - torch.log2(frequencies.to(torch.float64))).sum()))
+
+    def _charge_bits(self, bits: float) -> None:
+        self._information_bits += bits
         if self._information_bits > self._budget_bits:
             raise TruncatedStreamError(
                 f"the stream holds {self._budget_bits - BUDGET_SLACK_BITS} bits, fewer than the information of "
@@ -164,13 +188,13 @@ class IndexDecoder:
         except Exception as exc:  # constriction reports inconsistent data as generic (even assertion) errors
             raise DecodeMismatchError(f"the index stream does not decode under these tables ({exc})") from None
 
-    def decode_iid(self, count: int, freqs: torch.Tensor) -> torch.Tensor:
-        if count == 0 or freqs.numel() == 1:
+    def decode_iid(self, count: int, freqs: "torch.Tensor | PreparedRow") -> torch.Tensor:
+        row = _prepared(freqs)
+        if count == 0 or row.model is None:
             return torch.zeros(count, dtype=torch.int64)
-        model = constriction.stream.model.Categorical(_weights(freqs), perfect=False)
-        symbols = torch.from_numpy(self._decode(model, count).astype(np.int64))
-        self._charge(freqs.cpu()[symbols])
-        return symbols
+        symbols = self._decode(row.model, count).astype(np.int64)
+        self._charge_bits(float(row.bits[symbols].sum()))
+        return torch.from_numpy(symbols)
 
     def decode_rows(self, rows: np.ndarray) -> torch.Tensor:
         """Decode one symbol per row of coder weights (frequency - 1, float64 (N, K))."""

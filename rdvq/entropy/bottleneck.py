@@ -49,6 +49,7 @@ class BottleneckSnapshot(nn.Module):
         super().__init__()
         self.channels = channels
         self._model: list[nn.Module] = []  # the real module, once built (kept out of the state dict)
+        self._tables: list[QuantizedCdfs] = []  # its coding tables, once read
         self.register_load_state_dict_pre_hook(self._adopt)
 
     def _adopt(self, module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
@@ -62,6 +63,7 @@ class BottleneckSnapshot(nn.Module):
                     owner = owner._modules[part]
                 owner.register_buffer(leaf, torch.empty_like(tensor, device="cpu"))
         self._model.clear()
+        self._tables.clear()
 
     def materialized(self) -> nn.Module:
         """The real ``EntropyBottleneck`` with these tensors (built once)."""
@@ -73,6 +75,20 @@ class BottleneckSnapshot(nn.Module):
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.materialized()(z)
+
+    def coding_tables(self) -> QuantizedCdfs:
+        """The tables as :meth:`QuantizedCdfs.from_entropy_model` reads them, read once: a snapshot's
+        tensors change only when a state is loaded."""
+        if not self._tables:
+            self._tables.append(QuantizedCdfs.from_entropy_model(self))
+        return self._tables[0]
+
+
+def coding_tables(bottleneck: nn.Module) -> QuantizedCdfs:
+    """The hyper-latent's coding tables (a training module's are read afresh: ``update()`` rebuilds them)."""
+    if isinstance(bottleneck, BottleneckSnapshot):
+        return bottleneck.coding_tables()
+    return QuantizedCdfs.from_entropy_model(bottleneck)
 
 
 def has_tables(bottleneck: nn.Module) -> bool:
@@ -97,7 +113,7 @@ def encode_hyper(bottleneck: nn.Module, z: torch.Tensor, encoder: IndexEncoder) 
     """Code the hyper-latent (1, C, h, w) and return it as the decoder will decode it: rounded around
     the bottleneck's medians and clamped into its tables' range."""
     medians, indexes = _medians_and_indexes(bottleneck, *z.shape[1:])
-    cdfs = QuantizedCdfs.from_entropy_model(bottleneck)
+    cdfs = coding_tables(bottleneck)
     values = cdfs.clamp(torch.round(z - medians.to(z)), indexes)
     encode_indexed(encoder, values, indexes, cdfs)
     return values.to(z) + medians.to(z)
@@ -107,5 +123,5 @@ def decode_hyper(bottleneck: nn.Module, decoder: IndexDecoder, size: tuple[int, 
     """The hyper-latent coded by :func:`encode_hyper`, (1, C, h, w)."""
     channels = bottleneck.quantiles.shape[0]
     medians, indexes = _medians_and_indexes(bottleneck, channels, *size)
-    values = decode_indexed(decoder, indexes, QuantizedCdfs.from_entropy_model(bottleneck))
+    values = decode_indexed(decoder, indexes, coding_tables(bottleneck))
     return values.to(device, medians.dtype) + medians.to(device)
