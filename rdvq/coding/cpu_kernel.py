@@ -157,29 +157,26 @@ def _floor_div(x, z, inverse):
     """floor(x / z) for 0 <= x < 2^54, z >= 1: a float64 estimate, corrected exactly."""
     quotient = np.int64(np.float64(x) * inverse)
     rest = x - quotient * z
-    if rest < 0:
-        quotient -= 1
-    elif rest >= z:
-        quotient += 1
-    return quotient
+    return quotient - (rest < 0) + (rest >= z)  # branch-free, so loops of it vectorize
 
 
 @nb.njit(cache=True, nogil=True)
 def _share_rule(hist, top, free, share):
     """For the modelled symbols counted in ``hist``: ``share[b] = floor(free W[b] / Z)`` for every
-    bucket in use (one division per bucket, not per symbol), and the remainder's bonus rule:
-    (bucket t, count n) such that every symbol below bucket t, and the first n of bucket t in index
-    order, get one more unit."""
+    bucket up to ``top`` and the last (one division per bucket, not per symbol), and the remainder's
+    bonus rule: (bucket t, count n) such that every symbol below bucket t, and the first n of bucket t
+    in index order, get one more unit. The loops have no branches and vectorize: sharp predictions
+    spread a row over hundreds of buckets."""
     total = hist[_LAST] * _WEIGHTS[_LAST]
     for b in range(top + 1):
         total += hist[b] * _WEIGHTS[b]
     inverse = 1.0 / np.float64(total)
     share[_LAST] = _floor_div(free * _WEIGHTS[_LAST], total, inverse)
+    for b in range(top + 1):
+        share[b] = _floor_div(free * _WEIGHTS[b], total, inverse)
     given = hist[_LAST] * share[_LAST]
     for b in range(top + 1):
-        if hist[b]:
-            share[b] = _floor_div(free * _WEIGHTS[b], total, inverse)
-            given += hist[b] * share[b]
+        given += hist[b] * share[b]
     threshold, below = _threshold(hist, top, free - given)
     return threshold, free - given - below
 
@@ -207,29 +204,43 @@ def _frequencies(q, n, free, hist, share, out):
 def _emit_interval(i, q, top, free, before, hist, share, symbols, starts, freqs):
     """Row ``i``'s symbol interval from its buckets ``q``.
 
-    ``before`` and ``hist`` come in zeroed and go out zeroed; in between they hold the histograms
-    of the symbols before row ``i``'s symbol and of the whole row. A symbol's frequency is
-    ``1 + share[b]``, plus one below the bonus threshold ``t`` and for the first ``need`` symbols
-    at it; the symbol's start is therefore ``s + sum share[b_k] + #(b_k < t) + min(#(b_k == t),
-    need)`` over the symbols ``k < s``, read off ``before`` bucket by bucket."""
+    ``before`` and ``hist`` come in zeroed and go out zeroed. A symbol's frequency is ``1 +
+    share[b]``, plus one below the bonus threshold ``t`` and for the first ``need`` symbols at it;
+    the symbol's start is therefore ``s + sum share[b_k] + #(b_k < t) + min(#(b_k == t), need)``
+    over the symbols ``k < s``. That sum is read off a histogram of those symbols (``before``,
+    bucket by bucket) when the buckets in use span fewer than ``s``, else summed symbol by symbol:
+    either costs the smaller of the two."""
     symbol = symbols[i]
-    _count(q, 0, symbol, before)
-    _count(q, symbol, q.shape[0], hist)
-    for b in range(top + 1):
-        hist[b] += before[b]
-    hist[_LAST] += before[_LAST]
+    by_bucket = top + 1 < symbol
+    if by_bucket:
+        _count(q, 0, symbol, before)
+        _count(q, symbol, q.shape[0], hist)
+        for b in range(top + 1):
+            hist[b] += before[b]
+        hist[_LAST] += before[_LAST]
+    else:
+        _count(q, 0, q.shape[0], hist)
     threshold, need = _share_rule(hist, top, free, share)
-    total = before[_LAST] * share[_LAST]  # share[b] is set where hist[b] > 0, so wherever before[b] > 0
-    below = before[_LAST] if threshold > _LAST else 0
-    for b in range(top + 1):
-        if before[b]:
+    if by_bucket:
+        total = before[_LAST] * share[_LAST]
+        below = before[_LAST] if threshold > _LAST else 0
+        for b in range(top + 1):
             total += before[b] * share[b]
-            below += before[b] if b < threshold else 0
-    ties = before[threshold] if threshold <= _LAST else 0
+            below += before[b] * (b < threshold)
+        ties = before[threshold] if threshold <= _LAST else 0
+        _clear(before, top)
+    else:
+        total = 0
+        below = 0
+        ties = 0
+        for k in range(symbol):
+            b = q[k]
+            total += share[b]
+            below += b < threshold
+            ties += b == threshold
     b = q[symbol]
     starts[i] = symbol + total + below + min(ties, need)
     freqs[i] = 1 + share[b] + (b < threshold) + (b == threshold and ties < need)
-    _clear(before, top)
     _clear(hist, top)
 
 
@@ -242,7 +253,7 @@ def _emit_coder_row(i, q, top, free, hist, share, weight, rows):
     _count(q, 0, q.shape[0], hist)
     threshold, need = _share_rule(hist, top, free, share)
     for b in range(top + 1):
-        weight[b] = share[b] + (b < threshold) if hist[b] else 0.0
+        weight[b] = share[b] + (b < threshold)
     weight[_LAST] = share[_LAST] + (_LAST < threshold)
     out = rows[i]
     for k in range(q.shape[0]):
