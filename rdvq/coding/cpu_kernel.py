@@ -1,10 +1,12 @@
-"""The probability engine on the CPU: one fused pass per row (numba), bit-identical to the reference.
+"""The probability engine on the CPU: each row finished while it is in cache (numba), bit-identical to the reference.
 
 The torch reference (:mod:`rdvq.coding.probability`) is the specification. Written as whole-tensor
 operations it makes about twenty passes over (N, K) tensors plus an (N, 2048) histogram, and an
 int64 division per cell, so a Kodak image's 1536 x 1024 table costs tens of milliseconds. Here each
 row is finished while it is in cache: buckets, the bucket histogram, weights and frequencies, with
-the reference's arithmetic step for step, so every frequency is the reference's integer. The row loops release the GIL and
+the reference's arithmetic step for step, so every frequency is the reference's integer. Each of
+these is its own short loop without branches where it can be, so that LLVM vectorizes it; per-bucket
+work runs over the range of buckets in use, per-symbol work over the row. The row loops release the GIL and
 run on as many threads as torch uses.
 
 Why the integers cannot differ:
