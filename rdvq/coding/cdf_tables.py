@@ -100,8 +100,10 @@ def encode_indexed(encoder: IndexEncoder, values: torch.Tensor, indexes: torch.T
     symbols under its full row. Every slot is at least 2^(PRECISION - 16) wide, so each symbol's
     stand-in table has three slots, whatever its table's size (:meth:`IndexEncoder.encode_intervals`)."""
     positions, tables = _table_order(indexes, cdfs.num_tables)
+    if positions.numel() == 0:
+        return
     slots = values.reshape(-1).to(torch.int64).cpu()[positions] - cdfs.offsets[tables]
-    if slots.numel() and ((slots < 0).any() or (slots > cdfs.last_slots[tables]).any()):
+    if (slots < 0).any() or (slots > cdfs.last_slots[tables]).any():
         raise ValueError("values outside their table's range: clamp them first")
     starts = cdfs.cumulative[tables, slots]
     freqs = cdfs.cumulative[tables, slots + 1] - starts

@@ -52,7 +52,6 @@ class PreparedRow:
     """One (K,) frequency row made ready once for coding many symbols under it (a static table serves
     every image): constriction's model and each slot's information in bits."""
 
-    freqs: torch.Tensor
     model: object | None  # None when K == 1: such symbols carry no information and are not coded
     bits: np.ndarray
 
@@ -60,7 +59,7 @@ class PreparedRow:
     def of(cls, freqs: torch.Tensor) -> "PreparedRow":
         freqs = freqs.reshape(-1).to(torch.int64).cpu()
         model = constriction.stream.model.Categorical(_weights(freqs), perfect=False) if freqs.numel() > 1 else None
-        return cls(freqs=freqs, model=model, bits=PRECISION - np.log2(freqs.numpy().astype(np.float64)))
+        return cls(model=model, bits=PRECISION - np.log2(freqs.numpy().astype(np.float64)))
 
 
 def _prepared(row: "torch.Tensor | PreparedRow") -> PreparedRow:
@@ -109,7 +108,9 @@ class IndexEncoder:
 
     def encode_intervals(self, starts: np.ndarray, freqs: np.ndarray, alphabet_size: int) -> None:
         """Encode symbols given only their intervals ``[start, start + freq)`` (out of ``2^24``)
-        in tables of ``alphabet_size`` symbols; the bytes equal :meth:`encode` with the full tables."""
+        in tables of ``alphabet_size`` symbols; the bytes equal :meth:`encode` with the full tables.
+        ``alphabet_size`` only picks the stand-in table: 2 codes two slots, and 3 or more splits the
+        rest of the range in two, which holds for any table whose other symbols span at least 2."""
         starts = np.asarray(starts, dtype=np.int64)
         freqs = np.asarray(freqs, dtype=np.int64)
         if starts.size == 0 or alphabet_size == 1:
