@@ -94,9 +94,8 @@ def _row_extreme(row, largest):
 @nb.njit(cache=True, nogil=True)
 def _row_buckets(row, scale, gaussian, q):
     """Buckets of a row into ``q``: of exact relative distances with their float32 ``scale``
-    (``gaussian``), else of logits; returns the highest bucket in use below the last one (-1 if
-    none), which bounds the histogram scans. Two plain passes, so that both vectorize; the
-    histogram is counted separately (:func:`_count`)."""
+    (``gaussian``), else of logits. A plain pass, so that it vectorizes; the histogram is counted
+    separately (:func:`_count`)."""
     if gaussian:
         nearest = _row_extreme(row, False)
         for k in range(row.shape[0]):
@@ -105,8 +104,13 @@ def _row_buckets(row, scale, gaussian, q):
         peak = _row_extreme(row, True)
         for k in range(row.shape[0]):
             q[k] = int(min((peak - row[k]) * _PER_NAT, _CLAMP))  # the gap is >= 0: truncation is floor
+
+
+@nb.njit(cache=True, nogil=True)
+def _top(q, n):
+    """The highest bucket of q[:n] below the last one (-1 if none), which bounds the histogram scans."""
     top = -1
-    for k in range(q.shape[0]):
+    for k in range(n):
         top = max(top, q[k] if q[k] < _LAST else -1)
     return top
 
@@ -143,15 +147,10 @@ def _threshold(hist, top, count):
 
 @nb.njit(cache=True, nogil=True)
 def _histogram(q, n, hist):
-    """Histogram of q[:n], and the highest bucket in use below the last one."""
-    for b in range(hist.shape[0]):
-        hist[b] = 0
-    top = -1
-    for j in range(n):
-        hist[q[j]] += 1
-        if q[j] < _LAST and q[j] > top:
-            top = q[j]
-    return top
+    """Histogram of q[:n] (all of ``hist`` rewritten), and the highest bucket in use below the last one."""
+    hist[:] = 0
+    _count(q, 0, n, hist)
+    return _top(q, n)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -300,7 +299,8 @@ def _full_rows(first, last, scores, scales, gaussian, symbols, starts, freqs, ro
     share = np.empty(NUM_BUCKETS, np.int64)
     weight = np.empty(NUM_BUCKETS, np.float64)
     for i in range(first, last):
-        top = _row_buckets(scores[i], scales[i] if gaussian else _PER_NAT, gaussian, q)
+        _row_buckets(scores[i], scales[i] if gaussian else _PER_NAT, gaussian, q)
+        top = _top(q, size)
         if intervals:
             _emit_interval(i, q, top, free, hist[0], hist[1], share, symbols, starts, freqs)
         else:
@@ -318,9 +318,8 @@ def _compact_rows(first, last, scores, scales, gaussian, keep, out_candidates, o
     cq = np.empty(keep, np.int32)
     freq = np.empty(keep, np.int64)
     for i in range(first, last):
-        top = _row_buckets(scores[i], scales[i] if gaussian else _PER_NAT, gaussian, q)
-        hist[:] = 0
-        _count(q, 0, size, hist)
+        _row_buckets(scores[i], scales[i] if gaussian else _PER_NAT, gaussian, q)
+        top = _histogram(q, size, hist)
         _emit_compact(i, q, top, keep, free, hist, share, candidates, cq, freq, out_candidates, out_freqs)
 
 
