@@ -1,6 +1,6 @@
 """Stage A recipes for the quickstart, compared on what `make quickstart` shows: each tokenizer's
-reconstruction PSNR on the three held-out bundled photographs (whole images, cropped to a multiple of
-the tokenizer's stride), without entropy coding, which is lossless for the indices.
+reconstruction PSNR on the three held-out bundled photographs (whole images, padded to the
+tokenizer's stride as the codec pads them), without entropy coding, which is lossless for the indices.
 
     python benchmarks/quickstart_recipes.py runs/qs2/base_s1 runs/qs2/dim8_s1 ...
 
@@ -16,29 +16,25 @@ from pathlib import Path
 
 import torch
 
-from rdvq.checkpointing import load_strict, read_checkpoint, read_codec_description
-from rdvq.codec.vq import TOKENIZER_PREFIX
+from rdvq.checkpointing import read_checkpoint, read_codec_description
+from rdvq.codec.vq import load_tokenizer
 from rdvq.image_io import read_image
 from rdvq.metrics import psnr
+from rdvq.padding import pad_to_multiple
 from rdvq.sample_photos import sample_photo_paths
 from rdvq.tokenizer import Tokenizer
-from rdvq.tokenizer.config import TokenizerConfig
 
 
 def stage_a_tokenizer(path: Path) -> Tokenizer:
     checkpoint = read_checkpoint(path)
-    description = read_codec_description(checkpoint, str(path))
-    tokenizer = Tokenizer(TokenizerConfig.from_dict(description["tokenizer"]))
-    load_strict(tokenizer, checkpoint["state_dict"], TOKENIZER_PREFIX, str(path))
-    return tokenizer.eval()
+    return load_tokenizer(read_codec_description(checkpoint, str(path)), checkpoint["state_dict"], str(path)).eval()
 
 
 def reconstruction_psnr(tokenizer: Tokenizer, image: torch.Tensor) -> float:
-    stride = tokenizer.stride
-    x = image[None, :, : image.shape[-2] // stride * stride, : image.shape[-1] // stride * stride]
+    height, width = image.shape[-2:]
     with torch.inference_mode():
-        y, _ = tokenizer(x)
-    return float(psnr(y.clamp(0, 1), x))
+        y, _ = tokenizer(pad_to_multiple(image[None], tokenizer.stride))
+    return float(psnr(y[..., :height, :width].clamp(0, 1), image[None]))
 
 
 def main() -> int:

@@ -29,6 +29,13 @@ def vq_description(tokenizer: TokenizerConfig, entropy_model: Any | None) -> dic
     return {"tokenizer": tokenizer.to_dict(), "entropy_model": None if entropy_model is None else entropy_model.to_dict()}
 
 
+def load_tokenizer(description: dict[str, Any], state_dict: dict[str, torch.Tensor], source: str) -> Tokenizer:
+    """The tokenizer a VQ checkpoint's description and weights define (stage A checkpoints included)."""
+    tokenizer = Tokenizer(TokenizerConfig.from_dict(description["tokenizer"]))
+    load_strict(tokenizer, state_dict, TOKENIZER_PREFIX, source)
+    return tokenizer
+
+
 class VQCodec(LatentCodec):
     family = "vq"
 
@@ -56,10 +63,9 @@ class VQCodec(LatentCodec):
     ) -> "VQCodec":
         if description.get("entropy_model") is None:
             raise CheckpointError(f"{source} has no entropy model (a stage A checkpoint?): train stage B first")
-        tokenizer = Tokenizer(TokenizerConfig.from_dict(description["tokenizer"]))
+        tokenizer = load_tokenizer(description, state_dict, source)
         entropy_config = entropy_config_from_dict(description["entropy_model"])
         entropy_model = build_entropy_model(entropy_config, tokenizer, coding_only=True)
-        load_strict(tokenizer, state_dict, TOKENIZER_PREFIX, source)
         load_strict(entropy_model, state_dict, ENTROPY_MODEL_PREFIX, source)
         return cls(tokenizer, entropy_model, entropy_config, engine)
 
