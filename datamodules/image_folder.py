@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torchvision.transforms.v2.functional import adjust_saturation
 
 from rdvq.errors import ConfigError
 from rdvq.image_io import IMAGE_EXTENSIONS, find_images, read_image
@@ -27,6 +28,10 @@ SmallImagePolicy = Literal["pad", "resize"]
 class RandomCropDataset(Dataset):
     """Random ``crop_size`` squares with random horizontal flips; each image is visited ``repeat`` times per epoch.
 
+    ``saturation`` (low, high) scales each crop's colour saturation by a factor drawn uniformly from
+    that range (torchvision's ``adjust_saturation``: a blend with the crop's own grayscale); (1, 1)
+    leaves colours alone and draws nothing, so crops are those of a run without it.
+
     Images smaller than the crop are kept: replicate-padded (``"pad"``) or upscaled so the shorter side
     equals the crop (``"resize"``). Randomness comes from a torch generator owned by the current process:
     seeded with ``seed`` in the main process and with the DataLoader's per-worker seed in a worker
@@ -34,12 +39,16 @@ class RandomCropDataset(Dataset):
     seed and worker count, and workers never repeat each other's draws.
     """
 
-    def __init__(self, paths: list[Path], crop_size: int, small_images: SmallImagePolicy, repeat: int, seed: int) -> None:
+    def __init__(
+        self, paths: list[Path], crop_size: int, small_images: SmallImagePolicy, repeat: int, seed: int,
+        saturation: tuple[float, float] = (1.0, 1.0),
+    ) -> None:
         self.paths = paths
         self.crop_size = crop_size
         self.small_images = small_images
         self.repeat = repeat
         self.seed = seed
+        self.saturation = saturation
         self._rng: torch.Generator | None = None
         self._rng_owner: tuple[int, int] | None = None
 
@@ -55,6 +64,9 @@ class RandomCropDataset(Dataset):
         crop = image[:, top : top + self.crop_size, left : left + self.crop_size]
         if torch.rand(1, generator=rng).item() < 0.5:
             crop = crop.flip(-1)
+        low, high = self.saturation
+        if (low, high) != (1.0, 1.0):
+            crop = adjust_saturation(crop, low + (high - low) * torch.rand(1, generator=rng).item())
         return crop.contiguous()
 
     def _generator(self) -> torch.Generator:
@@ -94,7 +106,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
     """Training crops and validation images from folders (searched recursively), or the scikit-image sample photos.
 
     A folder left as ``None`` falls back to the matching split of :func:`sample_photo_paths`.
-    ``repeat`` makes an epoch ``repeat`` passes over the training images, useful when there are few.
+    ``repeat`` makes an epoch ``repeat`` passes over the training images, useful when there are few;
+    ``saturation`` jitters the training crops' colour saturation (see :class:`RandomCropDataset`).
     The test set is the validation set. Under DDP, Lightning replaces the samplers with
     distributed ones; this module only mixes the rank into the seed so ranks draw different crops.
     """
@@ -111,6 +124,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
         val_center_crop: int | None = None,
         val_max_images: int | None = None,
         repeat: int = 1,
+        saturation: tuple[float, float] = (1.0, 1.0),
     ) -> None:
         super().__init__()
         for name, value, minimum in (
@@ -126,6 +140,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
                 raise ConfigError(f"data: {name} must be >= {minimum}, got {value}")
         if small_images not in ("pad", "resize"):
             raise ConfigError(f"data: small_images must be 'pad' or 'resize', got {small_images!r}")
+        if len(saturation) != 2 or not 0 <= saturation[0] <= saturation[1]:
+            raise ConfigError(f"data: saturation must be a range [low, high] with 0 <= low <= high, got {list(saturation)}")
         self.save_hyperparameters()
         self.train_dir = train_dir
         self.val_dir = val_dir
@@ -137,6 +153,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
         self.val_center_crop = val_center_crop
         self.val_max_images = val_max_images
         self.repeat = repeat
+        self.saturation = (float(saturation[0]), float(saturation[1]))
         self.train_set: RandomCropDataset | None = None
         self.val_set: WholeImageDataset | None = None
         self._loader_generator: torch.Generator | None = None
@@ -147,7 +164,9 @@ class ImageFolderDataModule(pl.LightningDataModule):
             # One generator for the whole run, so reloaded dataloaders continue the stream instead of repeating it.
             loader_seed, crop_seed = np.random.SeedSequence([self.seed, self._rank()]).generate_state(2, np.uint64)
             self._loader_generator = torch.Generator().manual_seed(int(loader_seed))
-            self.train_set = RandomCropDataset(paths, self.crop_size, self.small_images, self.repeat, int(crop_seed))
+            self.train_set = RandomCropDataset(
+                paths, self.crop_size, self.small_images, self.repeat, int(crop_seed), self.saturation
+            )
         if self.val_set is None:
             paths = sample_photo_paths("val") if self.val_dir is None else find_images(self.val_dir, role="val_dir")
             self.val_set = WholeImageDataset(paths[: self.val_max_images], self.val_center_crop)

@@ -62,7 +62,8 @@ def test_bad_directories_raise_config_error(tmp_path, make):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"crop_size": 0}, {"batch_size": 0}, {"num_workers": -1}, {"repeat": 0}, {"seed": -1}, {"val_center_crop": 0}, {"val_max_images": 0}, {"small_images": "drop"}],
+    [{"crop_size": 0}, {"batch_size": 0}, {"num_workers": -1}, {"repeat": 0}, {"seed": -1}, {"val_center_crop": 0}, {"val_max_images": 0}, {"small_images": "drop"},
+     {"saturation": (0.5,)}, {"saturation": (-0.1, 1.0)}, {"saturation": (1.2, 0.8)}],
 )
 def test_invalid_arguments_raise_config_error(kwargs):
     with pytest.raises(ConfigError):
@@ -110,6 +111,23 @@ def test_workers_are_reproducible_and_draw_different_crops(tmp_path):
     assert len(first) == 2 and all(torch.equal(a, b) for a, b in zip(first, second))
     crops = torch.cat(first)
     assert len({tuple(crop.flatten()[:64].tolist()) for crop in crops}) == len(crops)
+
+
+def test_saturation_jitter_blends_towards_gray_and_is_off_by_default(folder):
+    def batch(saturation: tuple[float, float] | None) -> torch.Tensor:
+        extra = {} if saturation is None else {"saturation": saturation}
+        return _first_batch(ImageFolderDataModule(train_dir=str(folder), val_dir=str(folder), crop_size=32, batch_size=4, num_workers=0, **extra))
+
+    plain = batch(None)
+    assert torch.equal(batch((1.0, 1.0)), plain)  # the identity range draws nothing: the same crops
+    gray = batch((0.0, 0.0))
+    assert torch.allclose(gray[:, 0], gray[:, 1]) and torch.allclose(gray[:, 1], gray[:, 2])
+    # the first crop is drawn before any factor, so it is the same crop with its colour removed or halved
+    luma = 0.2989 * plain[0, 0] + 0.587 * plain[0, 1] + 0.114 * plain[0, 2]
+    assert torch.allclose(gray[0, 0], luma, atol=1e-5)
+    half = batch((0.5, 0.5))
+    assert torch.allclose(half[0], 0.5 * plain[0] + 0.5 * gray[0], atol=1e-5)
+    assert not torch.equal(half[0], plain[0])
 
 
 def test_validation_yields_whole_images_one_at_a_time(folder):
