@@ -55,6 +55,8 @@ from rdvq.coding.probability import NUM_BUCKETS, TOTAL, WEIGHTS
 
 _WEIGHTS = WEIGHTS.numpy().astype(np.int64)
 _LAST = NUM_BUCKETS - 1
+_BUCKET_BITS = NUM_BUCKETS.bit_length() - 1  # a (bucket, index) key packs as index << _BUCKET_BITS | bucket
+assert 1 << _BUCKET_BITS == NUM_BUCKETS
 _CLAMP = np.float32(NUM_BUCKETS - 1)
 _PER_NAT = np.float32(64.0)
 
@@ -128,6 +130,40 @@ def _clear(hist, top):
     for b in range(top + 1):
         hist[b] = 0
     hist[_LAST] = 0
+
+
+@nb.njit(cache=True, nogil=True)
+def _radix_sort(keys, n, low_bit, high_bit, spare, counts):
+    """Sorts the non-negative keys[:n] by their bits [low_bit, high_bit), which must tell them
+    apart: least significant digit first, 8 bits per pass, each pass a stable counting sort.
+    ``spare`` holds n keys, ``counts`` 256. (numba's np.sort, a quicksort, took 7 us for the 256
+    candidates of a searched row as they come from the clusters: 8x this.)"""
+    source, target = keys, spare
+    passes = 0
+    for shift in range(low_bit, high_bit, 8):
+        counts[:256] = 0
+        for j in range(n):
+            counts[(source[j] >> shift) & 255] += 1
+        total = 0
+        for digit in range(256):
+            total, counts[digit] = total + counts[digit], total
+        for j in range(n):
+            digit = (source[j] >> shift) & 255
+            target[counts[digit]] = source[j]
+            counts[digit] += 1
+        source, target = target, source
+        passes += 1
+    if passes % 2:  # the sorted keys are in ``spare``
+        keys[:n] = spare[:n]
+
+
+@nb.njit(cache=True, nogil=True)
+def _index_bits(size):
+    """Bits that hold every index below ``size``."""
+    bits = 1
+    while (1 << bits) < size:
+        bits += 1
+    return bits
 
 
 # ------------------------------------------------------------------------------------ frequencies
@@ -536,8 +572,9 @@ def _pruned_row(mu, w, diagonal, scale, keep, size, clusters, free, scratch, out
     # Candidates: visited symbols below the k-th key (ties at its bucket go by index) or, when fewer
     # than `keep` lie below the last bucket, all of those plus the lowest indices of the last bucket.
     kth, count, ties = _split_at_kth(acc, visited, nearest, scale, keep, indices, q, hist, chosen, cq, tied, False)
+    index_bits = _index_bits(size)
     if kth < _LAST:
-        tied[:ties].sort()
+        _radix_sort(tied, ties, 0, index_bits, indices, share)  # `indices` and `share` are free here
         for t in range(keep - count):
             chosen[count + t] = tied[t]
             cq[count + t] = kth
@@ -552,7 +589,7 @@ def _pruned_row(mu, w, diagonal, scale, keep, size, clusters, free, scratch, out
             chosen[count + t] = k
             cq[count + t] = _LAST
             k += 1
-    _emit_candidates(i, chosen, cq, keep, free, hist, share, freq, out_candidates, out_freqs)
+    _emit_candidates(i, chosen, cq, keep, index_bits, free, hist, share, freq, tied, out_candidates, out_freqs)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -565,29 +602,30 @@ def _split_at_kth(acc, visited, nearest, scale, keep, indices, q, hist, chosen, 
         q[m] = _bucket(acc[m], nearest, scale)
     kth, _ = _threshold(hist, _histogram(q, visited, hist), keep)
     kth = min(kth, _LAST)
+    tie_at_kth = tie_last or kth < _LAST
     count = 0
     ties = 0
-    for m in range(visited):
-        if q[m] < kth:
-            chosen[count] = indices[m]
-            cq[count] = q[m]
-            count += 1
-        elif q[m] == kth and (tie_last or kth < _LAST):
-            tied[ties] = indices[m]
-            ties += 1
+    for m in range(visited):  # without branches (which half goes where is unpredictable): every
+        b = q[m]  # symbol is written to both, and only the counts decide what stays
+        chosen[count] = indices[m]  # count < keep: fewer than keep keys lie below the k-th bucket
+        cq[count] = b
+        count += b < kth
+        tied[ties] = indices[m]
+        ties += (b == kth) & tie_at_kth
     return kth, count, ties
 
 
 @nb.njit(cache=True, nogil=True)
-def _emit_candidates(i, chosen, cq, keep, free, hist, share, freq, out_candidates, out_freqs):
-    """Row ``i`` of the compact table from its ``keep`` candidates ``chosen`` (any order) and
-    their buckets ``cq``: the candidates in index order and their frequencies."""
+def _emit_candidates(i, chosen, cq, keep, index_bits, free, hist, share, freq, spare, out_candidates, out_freqs):
+    """Row ``i`` of the compact table from its ``keep`` candidates ``chosen`` (any order, indices
+    below ``2^index_bits``) and their buckets ``cq``: the candidates in index order and their
+    frequencies. ``spare`` holds ``keep`` keys of scratch."""
     for j in range(keep):  # sort (index, bucket) pairs by index, packed into one integer each
-        freq[j] = chosen[j] * NUM_BUCKETS + cq[j]
-    freq[:keep].sort()
+        freq[j] = (chosen[j] << _BUCKET_BITS) | cq[j]
+    _radix_sort(freq, keep, _BUCKET_BITS, _BUCKET_BITS + index_bits, spare, share)  # share: free until _frequencies
     for j in range(keep):
-        out_candidates[i, j] = freq[j] // NUM_BUCKETS
-        cq[j] = freq[j] % NUM_BUCKETS
+        out_candidates[i, j] = freq[j] >> _BUCKET_BITS
+        cq[j] = freq[j] & _LAST
     _frequencies(cq, keep, free, hist, share, freq)
     for j in range(keep):
         out_freqs[i, j] = freq[j]
@@ -611,11 +649,13 @@ def _searched_row(mu, w, diagonal, scale, keep, width, smallest, clusters, free,
         visited, nearest = _visit_cluster(heap[j], mu, w, diagonal, clusters, acc, indices, visited, nearest)
     kth, count, ties = _split_at_kth(acc, visited, nearest, scale, keep, indices, q, hist, chosen, cq, tied, True)
     need = keep - count
-    lowest = tied[:ties] if ties == need else np.partition(tied[:ties], need - 1)  # any order: sorted below
+    index_bits = _index_bits(clusters[0].shape[0])
+    if ties > need:  # the lowest indices first; `indices` and `share` are free here
+        _radix_sort(tied, ties, 0, index_bits, indices, share)
     for t in range(need):
-        chosen[count + t] = lowest[t]
+        chosen[count + t] = tied[t]
         cq[count + t] = kth
-    _emit_candidates(i, chosen, cq, keep, free, hist, share, freq, out_candidates, out_freqs)
+    _emit_candidates(i, chosen, cq, keep, index_bits, free, hist, share, freq, tied, out_candidates, out_freqs)
 
 
 @nb.njit(cache=True, nogil=True)
