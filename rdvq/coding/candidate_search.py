@@ -28,6 +28,8 @@ floor's.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -103,9 +105,21 @@ class CodebookClusters:
     def num_clusters(self) -> int:
         return self.low.shape[0]
 
+    @functools.cached_property
+    def _kernel_arrays(self) -> tuple:
+        low, high = np.ascontiguousarray(self.low.T), np.ascontiguousarray(self.high.T)
+        # Runs of GROUP consecutive clusters (neighbours in the tree, so near each other) with the
+        # boxes that hold theirs: the kernel ranks clusters group by group, nearest group first.
+        group = 1 << max(0, round(np.log2(max(self.num_clusters, 1)) / 2))
+        starts = np.arange(0, self.num_clusters, group)
+        group_low = np.ascontiguousarray(np.minimum.reduceat(low, starts, axis=1))
+        group_high = np.ascontiguousarray(np.maximum.reduceat(high, starts, axis=1))
+        return self.order, self.offsets, self.blocks, self.esq, low, high, group_low, group_high, group
+
     def arrays(self) -> tuple:
-        """What the CPU kernel reads: boxes transposed to (D, C), so bounds vectorize over clusters."""
-        return self.order, self.offsets, self.blocks, self.esq, np.ascontiguousarray(self.low.T), np.ascontiguousarray(self.high.T)
+        """What the CPU kernel reads: boxes transposed to (D, C), so bounds vectorize over clusters,
+        and the boxes of groups of about sqrt(C) consecutive clusters (D, G) with the group size."""
+        return self._kernel_arrays
 
 
 def box_distances(params: GaussianParameters, clusters: CodebookClusters) -> torch.Tensor:

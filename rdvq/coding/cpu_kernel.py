@@ -444,7 +444,7 @@ def _visit(mu, w, diagonal, block, esq, start, acc, at):
 
 @nb.njit(cache=True, nogil=True)
 def _visit_cluster(c, mu, w, diagonal, clusters, acc, indices, visited, nearest):
-    order, offsets, blocks, esq, _, _ = clusters
+    order, offsets, blocks, esq = clusters[0], clusters[1], clusters[2], clusters[3]
     start, stop = offsets[c], offsets[c + 1]
     dim = mu.shape[0]
     _visit(mu, w, diagonal, blocks[start * dim : stop * dim], esq, start, acc, visited)
@@ -466,25 +466,36 @@ def _kth_limit(acc, visited, nearest, scale, keep, q, hist):
 
 
 @nb.njit(cache=True, nogil=True)
-def _box_bounds(mu, w, clusters, bounds, seen):
-    """Exact lower bounds of each cluster's relative distances (the distance from ``mu`` to its
-    bounding box, less the row constant) into ``bounds``; ``seen`` cleared. Returns the count.
-    Integer-valued float64 sums below 2^53: exact in any order, so the loops run over clusters
-    innermost, where they vectorize."""
-    low, high = clusters[4], clusters[5]
-    dim, num_clusters = low.shape
+def _row_constant(mu, w):
     constant = 0.0
-    for d in range(dim):
+    for d in range(mu.shape[0]):
         constant += w[d] * mu[d] * mu[d]
-    for c in range(num_clusters):
+    return constant
+
+
+@nb.njit(cache=True, nogil=True)
+def _bounds_of(mu, w, constant, low, high, first, last, bounds):
+    """bounds[first:last]: exact lower bounds of the relative distances inside boxes first..last-1
+    of ``low``/``high`` (D, n): the distance from ``mu`` to the box, less the row ``constant``.
+    Integer-valued float64 sums below 2^53: exact in any order, so the loops run over boxes
+    innermost, where they vectorize."""
+    for c in range(first, last):
         bounds[c] = -constant
-        seen[c] = False
-    for d in range(dim):
+    for d in range(mu.shape[0]):
         m, wd = mu[d], w[d]
-        for c in range(num_clusters):
+        for c in range(first, last):
             below, above = low[d, c] - m, m - high[d, c]
             outside = below if below > 0.0 else (above if above > 0.0 else 0.0)
             bounds[c] += wd * (outside * outside)
+
+
+@nb.njit(cache=True, nogil=True)
+def _box_bounds(mu, w, clusters, bounds, seen):
+    """Every cluster's bound (:func:`_bounds_of`) into ``bounds``; ``seen`` cleared. Returns the count."""
+    low, high = clusters[4], clusters[5]
+    num_clusters = low.shape[1]
+    _bounds_of(mu, w, _row_constant(mu, w), low, high, 0, num_clusters, bounds)
+    seen[:num_clusters] = False
     return num_clusters
 
 
@@ -495,38 +506,41 @@ def _key_less(bounds, a, b):
 
 
 @nb.njit(cache=True, nogil=True)
-def _sift_down(bounds, heap, j, end):
-    while True:
-        left, largest = 2 * j + 1, j
-        if left < end and _key_less(bounds, heap[largest], heap[left]):
-            largest = left
-        if left + 1 < end and _key_less(bounds, heap[largest], heap[left + 1]):
-            largest = left + 1
-        if largest == j:
-            return
-        heap[j], heap[largest] = heap[largest], heap[j]
-        j = largest
+def _insert_ranked(bounds, c, ranked, size, count):
+    """Insert cluster ``c`` into ranked[:size] (sorted by rank, at most ``count`` long, the last
+    dropped when full) if it ranks before the last; returns the new size."""
+    if size == count and not _key_less(bounds, c, ranked[count - 1]):
+        return size
+    j = size if size < count else count - 1
+    while j > 0 and _key_less(bounds, c, ranked[j - 1]):
+        ranked[j] = ranked[j - 1]
+        j -= 1
+    ranked[j] = c
+    return min(size + 1, count)
 
 
 @nb.njit(cache=True, nogil=True)
-def _first_clusters(bounds, count, heap):
-    """The ``count`` first clusters of the ranking, in order, into heap[:count]: a bounded max-heap
-    over all clusters, then heapsort (O(C log count))."""
+def _first_clusters(mu, w, clusters, count, ranked, bounds, group_bounds, group_order):
+    """The ``count`` first clusters of the ranking (box bound, ties by number), in order, into
+    ranked[:count], without bounding every cluster. Groups of consecutive clusters are taken
+    nearest group box first, each of their clusters bounded and inserted into the sorted list. A
+    group's box holds its clusters' boxes, so its bound is at most theirs: once it exceeds the
+    bound of the count-th cluster in hand, neither it nor any later group can place a cluster."""
+    low, high, group_low, group_high, group = clusters[4], clusters[5], clusters[6], clusters[7], clusters[8]
+    num_clusters, num_groups = low.shape[1], group_low.shape[1]
+    constant = _row_constant(mu, w)
+    _bounds_of(mu, w, constant, group_low, group_high, 0, num_groups, group_bounds)
+    for g in range(num_groups):  # groups by rank: an insertion sort of about sqrt(C) entries
+        _insert_ranked(group_bounds, g, group_order, g, num_groups)
     size = 0
-    for c in range(bounds.shape[0]):
-        if size < count:
-            heap[size] = c
-            j = size
-            size += 1
-            while j > 0 and _key_less(bounds, heap[(j - 1) // 2], heap[j]):
-                heap[j], heap[(j - 1) // 2] = heap[(j - 1) // 2], heap[j]
-                j = (j - 1) // 2
-        elif _key_less(bounds, c, heap[0]):
-            heap[0] = c
-            _sift_down(bounds, heap, 0, count)
-    for end in range(count - 1, 0, -1):
-        heap[0], heap[end] = heap[end], heap[0]
-        _sift_down(bounds, heap, 0, end)
+    for r in range(num_groups):
+        g = group_order[r]
+        if size == count and group_bounds[g] > bounds[ranked[count - 1]]:
+            break
+        first, last = g * group, min((g + 1) * group, num_clusters)
+        _bounds_of(mu, w, constant, low, high, first, last, bounds)
+        for c in range(first, last):
+            size = _insert_ranked(bounds, c, ranked, size, count)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -541,7 +555,7 @@ def _nearest_unseen(bounds, seen):
 
 @nb.njit(cache=True, nogil=True)
 def _pruned_row(mu, w, diagonal, scale, keep, size, clusters, free, scratch, out_candidates, out_freqs, i):
-    acc, q, hist, share, indices, bounds, seen, cq, freq, chosen, tied = scratch
+    acc, q, hist, share, indices, bounds, seen, cq, freq, chosen, tied, _, _ = scratch
     num_clusters = _box_bounds(mu, w, clusters, bounds, seen)
     # 1. Visit clusters nearest box first until the next box's bucket lies beyond the k-th key found
     #    (then nothing unvisited can matter: exact), or until `keep` symbols are in hand.
@@ -636,17 +650,16 @@ def _searched_row(mu, w, diagonal, scale, keep, width, smallest, clusters, free,
     """Row ``i`` of the searched table (:mod:`rdvq.coding.candidate_search`): visit clusters
     nearest box first until ``width`` codewords are in hand, then the ``keep`` smallest keys among
     them, ties at the k-th bucket by index."""
-    acc, q, hist, share, indices, bounds, seen, cq, freq, chosen, tied = scratch
-    num_clusters = _box_bounds(mu, w, clusters, bounds, seen)
+    acc, q, hist, share, indices, bounds, seen, cq, freq, chosen, tied, group_bounds, group_order = scratch
     # The shortest prefix of the ranking holding `width` codewords has at most this many clusters.
-    most = min(num_clusters, (width + smallest - 1) // smallest)
-    heap = tied[:most]  # `tied` is free until the visits are over
-    _first_clusters(bounds, most, heap)
+    most = min(clusters[4].shape[1], (width + smallest - 1) // smallest)
+    ranked = tied[:most]  # `tied` is free until the visits are over
+    _first_clusters(mu, w, clusters, most, ranked, bounds, group_bounds, group_order)
     visited, nearest = 0, np.inf
     for j in range(most):
         if visited >= width:
             break
-        visited, nearest = _visit_cluster(heap[j], mu, w, diagonal, clusters, acc, indices, visited, nearest)
+        visited, nearest = _visit_cluster(ranked[j], mu, w, diagonal, clusters, acc, indices, visited, nearest)
     kth, count, ties = _split_at_kth(acc, visited, nearest, scale, keep, indices, q, hist, chosen, cq, tied, True)
     need = keep - count
     index_bits = _index_bits(clusters[0].shape[0])
@@ -676,6 +689,8 @@ def _clustered_rows(
         np.empty(keep, np.int64),
         np.empty(keep, np.int64),
         np.empty(size, np.int64),
+        np.empty(clusters[6].shape[1], np.float64),
+        np.empty(clusters[6].shape[1], np.int64),
     )
     for i in range(first, last):
         w = weights[i if diagonal else 0]
