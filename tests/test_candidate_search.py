@@ -77,6 +77,23 @@ def test_the_visited_codewords_are_the_shortest_prefix_of_the_box_ranking() -> N
         assert (bounds[:, c : c + 1] <= distances[:, members]).all()
 
 
+def test_equal_box_bounds_in_different_groups_rank_by_cluster_number() -> None:
+    # 64 distinct 2-D codewords, each repeated four times at indices 64 apart: with one codeword per
+    # cluster, every bound is shared by four clusters in different groups of the kernel's ranking,
+    # and the width cuts through such ties, so only the cluster numbers decide what is visited.
+    g = torch.Generator().manual_seed(5)
+    distinct = torch.randn(64, 2, generator=g)
+    codebook = P.FixedPointCodebook.from_codewords(distinct.repeat(4, 1))
+    mean = distinct[torch.randint(0, 64, (12,), generator=g)] + 0.3 * torch.randn(12, 2, generator=g)
+    params = P.GaussianParameters.from_float(mean, torch.full((12,), 0.4), codebook)
+    clusters = CodebookClusters(codebook.values.numpy(), 1)
+    for keep, width in ((1, 2), (3, 5), (6, 10), (20, 33)):
+        reference = searched_table(params, codebook, clusters, keep, width)
+        candidates, freqs = _kernel(params, clusters, keep, width)
+        assert np.array_equal(candidates, reference.candidates.numpy())
+        assert np.array_equal(freqs, reference.freqs.numpy())
+
+
 def test_a_width_of_the_whole_codebook_is_the_exact_tail_floor() -> None:
     params, codebook = _gaussian(30, 500, 8, True, 0.05, clustered=True, seed=4)
     exact = P.frequency_table(P.gaussian_buckets(params, codebook), 40)
