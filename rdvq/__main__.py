@@ -1,5 +1,3 @@
-import sys
+from rdvq.app.main import console
 
-from rdvq.app.main import main
-
-sys.exit(main())
+console()
