@@ -554,7 +554,7 @@ def _nearest_unseen(bounds, seen):
 
 
 @nb.njit(cache=True, nogil=True)
-def _pruned_row(mu, w, diagonal, scale, keep, size, clusters, free, scratch, out_candidates, out_freqs, i):
+def _pruned_row(mu, w, diagonal, scale, keep, index_bits, clusters, free, scratch, out_candidates, out_freqs, i):
     acc, q, hist, share, indices, bounds, seen, cq, freq, chosen, tied, _, _ = scratch
     num_clusters = _box_bounds(mu, w, clusters, bounds, seen)
     # 1. Visit clusters nearest box first until the next box's bucket lies beyond the k-th key found
@@ -586,7 +586,6 @@ def _pruned_row(mu, w, diagonal, scale, keep, size, clusters, free, scratch, out
     # Candidates: visited symbols below the k-th key (ties at its bucket go by index) or, when fewer
     # than `keep` lie below the last bucket, all of those plus the lowest indices of the last bucket.
     kth, count, ties = _split_at_kth(acc, visited, nearest, scale, keep, indices, q, hist, chosen, cq, tied, False)
-    index_bits = _index_bits(size)
     if kth < _LAST:
         _radix_sort(tied, ties, 0, index_bits, indices, share)  # `indices` and `share` are free here
         for t in range(keep - count):
@@ -646,7 +645,9 @@ def _emit_candidates(i, chosen, cq, keep, index_bits, free, hist, share, freq, s
 
 
 @nb.njit(cache=True, nogil=True)
-def _searched_row(mu, w, diagonal, scale, keep, width, smallest, clusters, free, scratch, out_candidates, out_freqs, i):
+def _searched_row(
+    mu, w, diagonal, scale, keep, width, smallest, index_bits, clusters, free, scratch, out_candidates, out_freqs, i
+):
     """Row ``i`` of the searched table (:mod:`rdvq.coding.candidate_search`): visit clusters
     nearest box first until ``width`` codewords are in hand, then the ``keep`` smallest keys among
     them, ties at the k-th bucket by index."""
@@ -662,7 +663,6 @@ def _searched_row(mu, w, diagonal, scale, keep, width, smallest, clusters, free,
         visited, nearest = _visit_cluster(ranked[j], mu, w, diagonal, clusters, acc, indices, visited, nearest)
     kth, count, ties = _split_at_kth(acc, visited, nearest, scale, keep, indices, q, hist, chosen, cq, tied, True)
     need = keep - count
-    index_bits = _index_bits(clusters[0].shape[0])
     if ties > need:  # the lowest indices first; `indices` and `share` are free here
         _radix_sort(tied, ties, 0, index_bits, indices, share)
     for t in range(need):
@@ -677,6 +677,7 @@ def _clustered_rows(
 ):
     """Rows [first, last) by the exact pruned search (``width`` 0) or the candidate search."""
     free = TOTAL - size
+    index_bits = _index_bits(size)
     scratch = (
         np.empty(size, np.float64),
         np.empty(size, np.int32),
@@ -696,10 +697,13 @@ def _clustered_rows(
         w = weights[i if diagonal else 0]
         if width:
             _searched_row(
-                means[i], w, diagonal, scales[i], keep, width, smallest, clusters, free, scratch, out_candidates, out_freqs, i
+                means[i], w, diagonal, scales[i], keep, width, smallest, index_bits, clusters, free, scratch,
+                out_candidates, out_freqs, i,
             )
         else:
-            _pruned_row(means[i], w, diagonal, scales[i], keep, size, clusters, free, scratch, out_candidates, out_freqs, i)
+            _pruned_row(
+                means[i], w, diagonal, scales[i], keep, index_bits, clusters, free, scratch, out_candidates, out_freqs, i
+            )
 
 
 def gaussian_compact_pruned(
