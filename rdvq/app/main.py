@@ -14,6 +14,7 @@ from typing import NoReturn
 from rdvq.errors import RdvqError
 
 TRAINING_COMMANDS = ("fit", "validate", "test")
+CODEC_COMMANDS = ("compress", "decompress")
 
 USAGE = """usage: rdvq <command> [options]
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
             run_training_cli(None if argv is None else args)
             return 0
-        if command in ("compress", "decompress"):
+        if command in CODEC_COMMANDS:
             from rdvq.app.compress import run
 
             return run(command, args[1:])
@@ -70,7 +71,7 @@ def console() -> NoReturn:
     one-image command. Training and eval exit normally: their loggers (W&B) finish in exit handlers.
     """
     code = main()
-    if sys.argv[1:2] in (["compress"], ["decompress"]):
+    if sys.argv[1:2] and sys.argv[1] in CODEC_COMMANDS:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
