@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from skimage.color import rgb2ycbcr
+from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from rdvq.checkpointing import read_checkpoint, read_codec_description
 from rdvq.codec.vq import load_tokenizer
@@ -42,11 +43,10 @@ def reconstruct(tokenizer: Tokenizer, image: torch.Tensor) -> torch.Tensor:
 
 def chroma_psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     """PSNR of the Cb and Cr channels together (BT.601, 8-bit pictures, peak 255)."""
-    def chroma(image: torch.Tensor) -> np.ndarray:
+    def chroma(image: torch.Tensor) -> torch.Tensor:
         rgb8 = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        return rgb2ycbcr(rgb8)[..., 1:]
-    mse = float(np.mean((chroma(x) - chroma(y)) ** 2))
-    return 10 * np.log10(255.0**2 / mse)
+        return torch.from_numpy(rgb2ycbcr(rgb8)[..., 1:])
+    return float(peak_signal_noise_ratio(chroma(x), chroma(y), data_range=255.0))
 
 
 def main() -> int:
