@@ -113,8 +113,25 @@ class HyperPrior(nn.Module):
         different kernels round differently: encoder and decoder must feed identical layouts."""
         out = self.synthesis(z_hat.contiguous())[..., :height, :width]
         mu, raw = out[:, : self.dim], out[:, self.dim :]
-        sigma = torch.exp((raw + math.log(_INITIAL_SIGMA)).clamp(*_LOG_SIGMA_RANGE))
+        sigma = torch.exp(clamp_passing_gradient(raw + math.log(_INITIAL_SIGMA), *_LOG_SIGMA_RANGE))
         return mu, sigma
+
+
+def clamp_passing_gradient(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """``x.clamp(low, high)`` whose gradient is the identity (straight-through).
+
+    A plain clamp has zero gradient outside its range, so a value that crosses it cannot come
+    back. That is how HyperVQ training collapsed: early on, while the means say little, broader
+    Gaussians cost fewer bits, every sigma ran into the upper bound and stayed there, and the
+    means (whose gradient scales as 1/sigma^2) were pushed into their own clamp by Adam. The
+    model then coded no better than uniform (reproduced with ``bench_rate_hypervq.yaml`` at
+    ``hyper_hidden`` 96; BENCHMARKS.md, "Entropy coding"). The forward value is the plain clamp
+    bit for bit (``c + (x - x) == c``), and without autograd it is the plain clamp, so coding is
+    unchanged."""
+    clamped = x.clamp(low, high)
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return clamped
+    return clamped.detach() + (x - x.detach())
 
 
 def tile_spans(length: int) -> list[tuple[int, int]]:
@@ -130,7 +147,7 @@ def gaussian_log_probs(mu: torch.Tensor, sigma: torch.Tensor, codewords: torch.T
     only mu / sigma^2 matters, and one run pushed sigma to its upper bound and the means to 30x the
     limit; its files were 11 % larger than its estimate."""
     limit = mean_limit(codewords, diagonal=sigma.shape[1] != 1)
-    mu = mu.permute(0, 2, 3, 1).float().clamp(-limit, limit)
+    mu = clamp_passing_gradient(mu.permute(0, 2, 3, 1).float(), -limit, limit)
     inv = 0.5 / sigma.permute(0, 2, 3, 1).float().square()  # (B,h,w,1) or (B,h,w,D)
     e = codewords.float()
     if inv.shape[-1] == 1:
