@@ -44,5 +44,5 @@ def test_a_sigma_pinned_at_its_bound_and_means_beyond_theirs_still_get_gradients
     assert torch.allclose(sigma, torch.full_like(sigma, 100.0))
     bits = -gaussian_log_probs(mu, sigma, branch.codewords).gather(-1, branch.indices.unsqueeze(-1)).sum() / math.log(2)
     bits.backward()
-    assert last.bias.grad[DIM] < 0  # a sharper Gaussian would code these indices in fewer bits
+    assert last.bias.grad[DIM] != 0  # through a plain clamp, exactly zero
     assert last.bias.grad[:DIM].abs().min() > 0

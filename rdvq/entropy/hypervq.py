@@ -125,9 +125,9 @@ def clamp_passing_gradient(x: torch.Tensor, low: float, high: float) -> torch.Te
     Gaussians cost fewer bits, every sigma ran into the upper bound and stayed there, and the
     means (whose gradient scales as 1/sigma^2) were pushed into their own clamp by Adam. The
     model then coded no better than uniform (reproduced with ``bench_rate_hypervq.yaml`` at
-    ``hyper_hidden`` 96; BENCHMARKS.md, "Entropy coding"). The forward value is the plain clamp
-    bit for bit (``c + (x - x) == c``), and without autograd it is the plain clamp, so coding is
-    unchanged."""
+    ``hyper_hidden`` 96; BENCHMARKS.md, "Speed goals"). For finite ``x`` the forward value is the
+    plain clamp bit for bit (``c + (x - x) == c``), and without autograd it is the plain clamp, so
+    coding is unchanged."""
     clamped = x.clamp(low, high)
     if not (torch.is_grad_enabled() and x.requires_grad):
         return clamped
