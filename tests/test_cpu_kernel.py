@@ -14,6 +14,7 @@ from rdvq.coding import IndexDecoder, IndexEncoder, ProbabilityEngine
 from rdvq.coding import cpu_kernel as C
 from rdvq.coding import probability as P
 from rdvq.coding.candidate_search import CodebookClusters
+from rdvq.coding.engine import coding_block
 from rdvq.coding.tables import FrequencyTable
 from rdvq.errors import ProbabilityError
 
@@ -134,6 +135,26 @@ def test_numba_engine_codes_what_the_reference_codes() -> None:
             streams[name] = encoder.finish()
             assert torch.equal(engine.decode_gaussian(IndexDecoder(streams[name]), params, codebook), symbols)
         assert streams["numba"] == streams["torch"]
+
+
+@pytest.mark.parametrize("top_k, width", [(16, None), (16, 256), (4095, None)])
+def test_compact_tables_code_many_blocks_at_once_as_block_by_block(top_k: int, width: int | None) -> None:
+    """The numba path hands the coder a kernel call's table spanning several coding blocks; the
+    bytes must be those of the reference, which codes one block at a time (tail symbols included,
+    and a tail of a single symbol, which carries no rank)."""
+    size = 4096
+    rows = 3 * coding_block(size) - 100
+    params, codebook = _gaussian(rows, size, 8, False, 0.05, clustered=True, seed=3)
+    symbols = torch.randint(0, size, (rows,), generator=torch.Generator().manual_seed(4))
+    symbols[::3] = P.integer_distances(params, codebook)[::3].argmin(-1)  # some candidates too
+    streams = {}
+    for name in ("torch", "numba"):
+        engine = ProbabilityEngine(name, top_k=top_k, search_width=width)
+        encoder = IndexEncoder()
+        engine.encode_gaussian(encoder, symbols, params, codebook)
+        streams[name] = encoder.finish()
+        assert torch.equal(engine.decode_gaussian(IndexDecoder(streams[name]), params, codebook), symbols)
+    assert streams["numba"] == streams["torch"]
 
 
 def test_the_kernel_refuses_what_the_reference_refuses() -> None:

@@ -193,19 +193,27 @@ class ProbabilityEngine:
     def gaussian_tables(self, params: GaussianParameters, codebook: FixedPointCodebook) -> Iterator[FrequencyTable]:
         """Tables for per-position Gaussians over a fixed-point codebook, spans as :meth:`logit_tables`.
 
-        Compact tables on the CPU are computed many coding blocks at a time (a kernel call per
-        block of 64 rows at K = 65536 would run on one thread) and handed out block by block."""
+        Compact tables on the CPU are computed many coding blocks at a time
+        (:meth:`_cpu_compact_tables`) and handed out block by block."""
         backend = self.backend(params.mean.device)
         size = codebook.size
         if backend == "numba" and self._compact(size):
             block = coding_block(size)
-            for span in _spans(params.num_positions, block * max(1, _CPU_COMPACT_CELLS // (self.top_k * block))):
-                table = self._gaussian_table(params[span], codebook, backend)
+            for _, table in self._cpu_compact_tables(params, codebook):
                 for rows in _spans(table.num_positions, block):
                     yield FrequencyTable(table.freqs[rows], size, table.candidates[rows])
             return
         for span in self._table_spans(params.num_positions, size, backend):
             yield self._gaussian_table(params[span], codebook, backend)
+
+    def _cpu_compact_tables(
+        self, params: GaussianParameters, codebook: FixedPointCodebook
+    ) -> Iterator[tuple[slice, FrequencyTable]]:
+        """(positions, their compact table) from the CPU kernel, many coding blocks per call: a
+        kernel call per block of 64 rows at K = 65536 would run on one thread."""
+        block = coding_block(codebook.size)
+        for span in _spans(params.num_positions, block * max(1, _CPU_COMPACT_CELLS // (self.top_k * block))):
+            yield span, self._gaussian_table(params[span], codebook, "numba")
 
     def _table_spans(self, count: int, size: int, backend: str) -> Iterator[slice]:
         if self._compact(size):
@@ -283,6 +291,10 @@ class ProbabilityEngine:
                 scores, scales = scratch.gaussian_scores(params[span], codebook)
                 encoder.encode_intervals(*_cpu_kernel().intervals(scores, scales, _symbols(symbols[span])), codebook.size)
             return
+        if backend == "numba" and self._compact(codebook.size):
+            for span, table in self._cpu_compact_tables(params, codebook):
+                encoder.encode(symbols[span], table, coding_block(codebook.size))
+            return
         encoder.encode_tables(symbols, self.gaussian_tables(params, codebook))
 
     def decode_gaussian(self, decoder: IndexDecoder, params: GaussianParameters, codebook: FixedPointCodebook) -> torch.Tensor:
@@ -294,6 +306,9 @@ class ProbabilityEngine:
             return _joined_symbols(
                 decoder.decode_rows(scratch.coder_rows(*scratch.gaussian_scores(params[span], codebook))) for span in spans
             )
+        if backend == "numba" and self._compact(codebook.size):
+            block = coding_block(codebook.size)
+            return _joined_symbols(decoder.decode(table, block) for _, table in self._cpu_compact_tables(params, codebook))
         return decoder.decode_tables(self.gaussian_tables(params, codebook))
 
     def encode_logits(self, encoder: IndexEncoder, symbols: torch.Tensor, logits: torch.Tensor) -> None:

@@ -66,17 +66,37 @@ def _prepared(row: "torch.Tensor | PreparedRow") -> PreparedRow:
     return row if isinstance(row, PreparedRow) else PreparedRow.of(row)
 
 
-def _tail_offsets(symbols: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """Rank of each (non-candidate) symbol among the symbols that are not candidates."""
-    return symbols - torch.searchsorted(candidates, symbols.unsqueeze(-1)).squeeze(-1)
+def _compact_weights(freqs: np.ndarray, alphabet_size: int) -> np.ndarray:
+    """(N, k + 1) coder weights of compact rows: the candidates' frequencies and, in the last slot,
+    the tail's ``K - k`` (each other symbol has frequency 1), all less one."""
+    n, k = freqs.shape
+    weights = np.empty((n, k + 1), np.float64)
+    weights[:, :k] = freqs - 1
+    weights[:, k] = alphabet_size - k - 1
+    return weights
 
 
-def _tail_symbols(offsets: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`_tail_offsets`. ``candidates[i] - i`` symbols that are not candidates lie
-    below candidate ``i`` (non-decreasing in ``i``), so the symbol of rank ``r`` is ``r`` plus the
-    number of candidates with ``candidates[i] - i <= r``."""
-    below = (candidates - torch.arange(candidates.shape[-1])).contiguous()
-    return offsets + torch.searchsorted(below, offsets.unsqueeze(-1).contiguous(), right=True).squeeze(-1)
+def _slots(symbols: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(slot of each symbol among its row's ascending candidates, ``k`` for a tail symbol; how many
+    candidates lie below it). A tail symbol's rank among the symbols that are not candidates is
+    the symbol less that count."""
+    k = candidates.shape[1]
+    below = (candidates < symbols[:, None]).sum(-1)
+    hit = np.take_along_axis(candidates, np.minimum(below, k - 1)[:, None], -1)[:, 0] == symbols
+    return np.where(hit, below, k), below
+
+
+def _tail_symbols(offsets: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Inverse of the tail rank of :func:`_slots`. ``candidates[i] - i`` symbols that are not
+    candidates lie below candidate ``i`` (non-decreasing in ``i``), so the symbol of rank ``r`` is
+    ``r`` plus the number of candidates with ``candidates[i] - i <= r``."""
+    below = candidates - np.arange(candidates.shape[1])
+    return offsets + (below <= offsets[:, None]).sum(-1)
+
+
+def _blocks(count: int, block: int | None) -> list[slice]:
+    step = block or count
+    return [slice(start, min(start + step, count)) for start in range(0, count, step)]
 
 
 class IndexEncoder:
@@ -85,7 +105,11 @@ class IndexEncoder:
     def __init__(self) -> None:
         self._coder = constriction.stream.queue.RangeEncoder()
 
-    def encode(self, symbols: torch.Tensor, table: FrequencyTable) -> None:
+    def encode(self, symbols: torch.Tensor, table: FrequencyTable, block: int | None = None) -> None:
+        """Encode ``symbols`` under ``table``. A compact table is coded a coding block of ``block``
+        rows at a time (default: one block), each block's candidate slots first, then its tail
+        symbols' ranks (see :mod:`rdvq.coding.engine`); the work before the coder is done for the
+        whole table at once."""
         symbols = symbols.reshape(-1).to(torch.int64).cpu()
         table = table.to("cpu")
         if symbols.numel() != table.num_positions:
@@ -96,15 +120,15 @@ class IndexEncoder:
             self._coder.encode(symbols.to(torch.int32).numpy(), _CATEGORICAL, _weights(table.freqs))
             return
         k, size = table.candidates.shape[1], table.alphabet_size
-        hit = table.candidates == symbols.unsqueeze(-1)
-        slots = torch.where(hit.any(-1), hit.to(torch.int8).argmax(-1), k)
-        tail_freq = torch.full((symbols.numel(), 1), size - k, dtype=torch.int64)
-        self._coder.encode(slots.to(torch.int32).numpy(), _CATEGORICAL, _weights(torch.cat([table.freqs, tail_freq], -1)))
-        in_tail = slots == k
-        if size - k >= 2 and in_tail.any():
-            offsets = _tail_offsets(symbols[in_tail], table.candidates[in_tail])
-            sizes = np.full(int(in_tail.sum()), size - k, dtype=np.int32)
-            self._coder.encode(offsets.to(torch.int32).numpy(), _UNIFORM, sizes)
+        symbols = symbols.numpy()
+        slots, below = _slots(symbols, table.candidates.numpy())
+        freqs = table.freqs.numpy()
+        for span in _blocks(symbols.shape[0], block):  # weights a block at a time: memory as one block's
+            self._coder.encode(slots[span].astype(np.int32), _CATEGORICAL, _compact_weights(freqs[span], size))
+            in_tail = slots[span] == k
+            if size - k >= 2 and in_tail.any():
+                offsets = (symbols[span] - below[span])[in_tail]
+                self._coder.encode(offsets.astype(np.int32), _UNIFORM, np.full(offsets.shape[0], size - k, dtype=np.int32))
 
     def encode_intervals(self, starts: np.ndarray, freqs: np.ndarray, alphabet_size: int) -> None:
         """Encode symbols given only their intervals ``[start, start + freq)`` (out of ``2^24``)
@@ -212,7 +236,9 @@ class IndexDecoder:
         decoded = [self.decode(table) for table in tables]
         return torch.cat(decoded) if decoded else torch.zeros(0, dtype=torch.int64)
 
-    def decode(self, table: FrequencyTable) -> torch.Tensor:
+    def decode(self, table: FrequencyTable, block: int | None = None) -> torch.Tensor:
+        """Decode the symbols :meth:`encode` coded under ``table`` (with the same ``block``),
+        charging each block's information before the next is decoded."""
         table = table.to("cpu")
         n = table.num_positions
         if n == 0 or table.alphabet_size == 1:
@@ -222,18 +248,23 @@ class IndexDecoder:
             self._charge(table.freqs.gather(-1, symbols.unsqueeze(-1)))
             return symbols
         k, size = table.candidates.shape[1], table.alphabet_size
-        tail_freq = torch.full((n, 1), size - k, dtype=torch.int64)
-        freqs = torch.cat([table.freqs, tail_freq], -1)
-        slots = torch.from_numpy(self._decode(_CATEGORICAL, _weights(freqs)).astype(np.int64))
-        self._charge(freqs.gather(-1, slots.unsqueeze(-1)))  # a tail symbol: its slot, then its rank below
-        in_tail = slots == k
-        symbols = table.candidates.gather(-1, slots.clamp(max=k - 1).unsqueeze(-1)).squeeze(-1)
-        if in_tail.any():
+        freqs = table.freqs.numpy()
+        slots = np.empty(n, np.int64)
+        offsets = np.zeros(n, np.int64)
+        for span in _blocks(n, block):
+            weights = _compact_weights(freqs[span], size)
+            got = self._decode(_CATEGORICAL, weights).astype(np.int64)
+            slots[span] = got
+            self._charge(weights[np.arange(got.shape[0]), got] + 1.0)  # a tail symbol: its slot, then its rank
+            in_tail = got == k
             count = int(in_tail.sum())
-            if size - k >= 2:
-                offsets = torch.from_numpy(self._decode(_UNIFORM, np.full(count, size - k, dtype=np.int32)).astype(np.int64))
-                self._charge(torch.full((count,), (1 << PRECISION) / (size - k), dtype=torch.float64))
-            else:
-                offsets = torch.zeros(count, dtype=torch.int64)
-            symbols[in_tail] = _tail_symbols(offsets, table.candidates[in_tail])
-        return symbols
+            if count and size - k >= 2:
+                ranks = self._decode(_UNIFORM, np.full(count, size - k, dtype=np.int32)).astype(np.int64)
+                offsets[span][in_tail] = ranks
+                self._charge_bits(count * float(np.log2(size - k)))  # each rank: log2(K - k) bits
+        candidates = table.candidates.numpy().astype(np.int64, copy=False)
+        symbols = np.take_along_axis(candidates, np.minimum(slots, k - 1)[:, None], -1)[:, 0]
+        in_tail = slots == k
+        if in_tail.any():
+            symbols[in_tail] = _tail_symbols(offsets[in_tail], candidates[in_tail])
+        return torch.from_numpy(symbols)
