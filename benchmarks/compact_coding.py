@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 
 
 def main() -> None:
@@ -26,7 +25,7 @@ def main() -> None:
         sys.path.insert(0, args.root)
     import torch
 
-    from entropy_coding import calibrated_gaussians  # noqa: E402  (beside this script)
+    from entropy_coding import calibrated_gaussians, timed  # noqa: E402  (beside this script)
     from rdvq.coding import IndexDecoder, IndexEncoder, ProbabilityEngine
 
     torch.set_num_threads(2)
@@ -38,13 +37,8 @@ def main() -> None:
         engine.encode_gaussian(encoder, symbols, params, codebook)
         return encoder.finish()
 
-    def median_ms(fn, *a) -> float:
-        times = []
-        for _ in range(21):
-            start = time.perf_counter()
-            fn(*a)
-            times.append(time.perf_counter() - start)
-        return 1e3 * statistics.median(times)
+    def median_ms(fn) -> float:
+        return 1e3 * statistics.median(timed(fn)[1] for _ in range(21))
 
     data = encode()
     assert torch.equal(engine.decode_gaussian(IndexDecoder(data), params, codebook), symbols)
