@@ -19,9 +19,9 @@ One program per row, tiled over the alphabet in ``BLOCK_K`` symbols (any K from 
 three passes over the tiles, nothing of size N x K in global memory except a requested full output:
 
 A. *Reference point*: the row's largest logit, or its smallest integer squared distance
-   ``d_k = sum_d w_d (e_kd - mu_d)^2`` computed exactly in int64 from the int32 fixed-point
-   codebook (stored transposed, (D, K), so tile loads are coalesced) in ``BLOCK_D`` dimension
-   slices.
+   ``d_k = sum_d w_d (e_kd - mu_d)^2`` computed exactly (integers below 2^53, summed in float64:
+   GPUs emulate int64 multiplies) from the int32 fixed-point codebook (stored transposed, (D, K),
+   so tile loads are coalesced) in ``BLOCK_D`` dimension slices.
 B. *Bucket histogram*: each tile's buckets ``q = floor(min(gap, 2047))`` go into a 2048-bin
    histogram held by the program (``tl.histogram``, 8 KiB of shared memory;
    ``RDVQ_TRITON_HISTOGRAM=atomic`` switches to global atomics into an (N, 2048) int32 scratch,
@@ -38,8 +38,9 @@ C. *Output*: the tiles are recomputed in index order; running counts of the symb
 The distances are recomputed in passes B and C instead of being stored: 3x the arithmetic but
 no N x K traffic. Block sizes: on a GPU ``BLOCK_K`` = 1024 (at least 128 so no lane of the 4
 warps holds a replicated element, at most the next power of two of K), ``BLOCK_D`` = 4, 8 warps
-(4 below 1024); ptxas reports 80 to 120 registers and no spills for sm_90. In the interpreter,
-where every tile is a round of numpy calls, ``BLOCK_K`` up to 4096 and ``BLOCK_D`` up to 32.
+(4 below 1024); on an H200 (sm_90, Triton 3.6) the Gaussian kernel at K = 65536 takes 178
+registers and spills none. In the interpreter, where every tile is a round of numpy calls,
+``BLOCK_K`` up to 4096 and ``BLOCK_D`` up to 32.
 
 Exactness: bit-exact by construction
 ------------------------------------
@@ -50,21 +51,23 @@ inputs with identical IEEE operations in both engines:
   the reduction order (max is associative and commutative), the subtraction and the
   multiplication by 64 are single correctly rounded float32 operations (no fused multiply-add
   can form from a subtract followed by a multiply), overflow to +inf clamps to 2047 on both sides.
-* Gaussian: the distances are integers, computed exactly (int64 here, float64 matmuls of
-  integers below 2^53 in the reference), so their minimum and difference are exact; then one
-  int64 -> float32 conversion and one float32 multiply by the per-row float32 ``scale``, both
-  IEEE round-to-nearest-even on the CPU (torch, and numpy in the interpreter) and on NVIDIA GPUs.
-  The PTX Triton 3.8 emits for sm_80/sm_90 was checked: ``cvt.rn.f32.s64``, ``mul.f32`` (round
-  to nearest, nothing to fuse it with), ``min.f32`` and ``cvt.rmi.ftz.f32.f32`` for the floor,
-  whose flush-to-zero only touches subnormals, which floor to 0 either way.
+* Gaussian: the distances are integers, computed exactly (float64 sums of integers below 2^53
+  here, float64 matmuls of them in the reference), so their minimum and difference are exact;
+  then one float64 -> float32 conversion and one float32 multiply by the per-row float32
+  ``scale``, both IEEE round-to-nearest-even on the CPU (torch, and numpy in the interpreter)
+  and on NVIDIA GPUs.
+  The PTX Triton 3.6 emits for sm_90 was checked on an H200: ``cvt.rn.f32.f64``, ``mul.f32``
+  (round to nearest, nothing to fuse it with) and ``cvt.rmi.ftz.f32.f32`` for the floor, whose
+  flush-to-zero only touches subnormals, which floor to 0 either way; the distance sums contract
+  to ``fma.rn.f64``, exact on these integers like a separate multiply and add.
 
 Everything after the bucket is integer arithmetic (histogram counts, int64 products up to
 F * w < 2^54, floor divisions of non-negative numbers), so summation order, tiling and the
 number of programs cannot change a single frequency. What could still make a real GPU differ:
-another compiler version or backend that rounds the int64 -> float32 conversion or the float32
-multiply differently (e.g. contracts them into something else), distances beyond 2^53 (diagonal
-Gaussians with D in the hundreds and extreme weights, where the reference's float64 matmuls stop
-being exact while the int64 sums here stay exact), or a hardware fault. None of it goes
+another compiler version or backend that rounds the float64 -> float32 conversion or the float32
+multiply differently (e.g. contracts them into something else), distances beyond 2^53 (means
+outside the clamp of ``GaussianParameters.from_float``, where neither engine's float64 sums are
+exact and they round in different orders), or a hardware fault. None of it goes
 unnoticed: the container stores a CRC of the encoder's indices and the decoder checks it (see
 ``_index_crc`` in :mod:`rdvq.codec.image_codec`), raising ``DecodeMismatchError`` when its
 probabilities differed. Inputs where the reference itself would compute NaN (logits that
@@ -112,18 +115,23 @@ _FAR = tl.constexpr(2**62)  # larger than any distance (a constexpr: kernels may
 @triton.jit
 def _distances(mean_ptr, dimw_ptr, code_ptr, row, offs, kmask, K, D,
                DIAGONAL: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
-    """(BLOCK_K,) int64 exact (weighted) squared distances of one tile of codewords."""
-    acc = tl.zeros([BLOCK_K], dtype=tl.int64)
+    """(BLOCK_K,) exact (weighted) squared distances of one tile of codewords, as float64 integers.
+
+    float64, not int64: GPUs emulate 64-bit integer multiplies in several instructions, and every
+    value here (the int32 inputs, their differences, each product and each partial sum, all below
+    the 2^53 that mean_bits guarantees) is an integer float64 represents exactly, so the sums equal
+    the int64 ones whatever the order and whether multiply and add are fused."""
+    acc = tl.zeros([BLOCK_K], dtype=tl.float64)
     for d0 in range(0, D, BLOCK_D):
         dims = d0 + tl.arange(0, BLOCK_D)
         dmask = dims < D
-        mu = tl.load(mean_ptr + row * D + dims, mask=dmask, other=0).to(tl.int64)
+        mu = tl.load(mean_ptr + row * D + dims, mask=dmask, other=0).to(tl.float64)
         e = tl.load(code_ptr + dims.to(tl.int64)[:, None] * K + offs[None, :],
-                    mask=dmask[:, None] & kmask[None, :], other=0).to(tl.int64)
+                    mask=dmask[:, None] & kmask[None, :], other=0).to(tl.float64)
         diff = e - mu[:, None]
         term = diff * diff
         if DIAGONAL:
-            w = tl.load(dimw_ptr + row * D + dims, mask=dmask, other=0).to(tl.int64)
+            w = tl.load(dimw_ptr + row * D + dims, mask=dmask, other=0).to(tl.float64)
             term = term * w[:, None]
         acc += tl.sum(term, axis=0)
     return acc
@@ -167,7 +175,7 @@ def _probability_kernel(
         reference = tl.max(best, axis=0)
         scale = 0.0
     else:
-        nearest = tl.full([BLOCK_K], _FAR, tl.int64)
+        nearest = tl.full([BLOCK_K], _FAR, tl.float64)
         for start in range(0, K, BLOCK_K):
             offs = start + lanes
             kmask = offs < K
