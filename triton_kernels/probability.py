@@ -119,8 +119,8 @@ def _distances(mean_ptr, dimw_ptr, code_ptr, row, offs, kmask, K, D,
 
     float64, not int64: GPUs emulate 64-bit integer multiplies in several instructions, and every
     value here (the int32 inputs, their differences, each product and each partial sum, all below
-    the 2^53 that mean_bits guarantees) is an integer float64 represents exactly, so the sums equal
-    the int64 ones whatever the order and whether multiply and add are fused."""
+    the 2^53 that mean_bits guarantees) is an integer float64 represents exactly, so the sums are
+    the exact integer distances whatever the order and whether multiply and add are fused."""
     acc = tl.zeros([BLOCK_K], dtype=tl.float64)
     for d0 in range(0, D, BLOCK_D):
         dims = d0 + tl.arange(0, BLOCK_D)
