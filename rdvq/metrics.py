@@ -7,20 +7,16 @@ published results. All functions return one value per image, shape (B,), without
 
 from __future__ import annotations
 
-import re
-from importlib.resources import files
 from pathlib import Path
-from types import SimpleNamespace
-from unittest import mock
 
 import torch
-import torchvision
 from pytorch_msssim import ms_ssim as _pytorch_ms_ssim
-from torch import Tensor, nn
+from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from rdvq.errors import CheckpointError, MissingWeightsError
-from rdvq.losses.perceptual import LPIPS, lpips_backbone_path
+from rdvq.perceptual import DISTS, LPIPS, Net, dists_available
+
+__all__ = ["DISTSMetric", "LPIPSMetric", "dists_available", "ms_ssim", "ms_ssim_db", "ms_ssim_min_side", "psnr"]
 
 _MS_SSIM_WIN_SIZE = 11  # pytorch_msssim's default Gaussian window
 _MS_SSIM_SCALES = 5  # the standard five-scale weights, i.e. four 2x downsamplings
@@ -69,13 +65,14 @@ def ms_ssim_db(value: Tensor) -> Tensor:
 
 
 class LPIPSMetric(LPIPS):
-    """LPIPS-alex per image on 8-bit RGB, the field's evaluation variant (VGG is the loss).
+    """LPIPS per image on 8-bit RGB: AlexNet, the field's evaluation variant, unless ``net="vgg"``
+    (the variant used as a training loss).
 
-    Raises :class:`~rdvq.errors.MissingWeightsError` when the AlexNet backbone is not on disk.
+    Raises :class:`~rdvq.errors.MissingWeightsError` when the trunk or the heads are not installed.
     """
 
-    def __init__(self, backbone_weights: str | Path | None = None) -> None:
-        super().__init__(net="alex", backbone_weights=backbone_weights)
+    def __init__(self, backbone_weights: str | Path | None = None, net: Net = "alex") -> None:
+        super().__init__(net=net, backbone_weights=backbone_weights)
 
     @torch.no_grad()
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
@@ -83,70 +80,14 @@ class LPIPSMetric(LPIPS):
         return super().forward(x8 / 255, y8 / 255)
 
 
-def dists_available() -> bool:
-    """Whether :class:`DISTSMetric` can be built from the default backbone location."""
-    return lpips_backbone_path("vgg").is_file()
-
-
-class DISTSMetric(nn.Module):
+class DISTSMetric(DISTS):
     """DISTS (Ding et al., 2020) per image on 8-bit RGB, at full resolution, with the authors' own
-    implementation (the ``DISTS_pytorch`` package).
+    implementation; weights as in :mod:`rdvq.perceptual.dists`.
 
-    Its calibrated alpha/beta weights ship inside that package; its backbone is torchvision's
-    ImageNet VGG16, the same checkpoint file LPIPS-VGG uses, read from disk. The package would ask
-    torchvision to download it, so the module is built with a weightless VGG16 whose convolutions
-    are then filled from the file; :class:`~rdvq.errors.MissingWeightsError` when it is absent.
+    Raises :class:`~rdvq.errors.MissingWeightsError` when the VGG16 trunk or alpha/beta are not installed.
     """
-
-    def __init__(self, backbone_weights: str | Path | None = None) -> None:
-        super().__init__()
-        path = Path(backbone_weights) if backbone_weights is not None else lpips_backbone_path("vgg")
-        if not path.is_file():
-            raise MissingWeightsError(
-                f"DISTS needs the torchvision VGG16 checkpoint {path.name}, not found at {path}; "
-                "set TORCH_HOME or pass backbone_weights to use another location"
-            )
-        from DISTS_pytorch import DISTS_pt
-
-        vgg = torchvision.models.vgg
-        weightless = SimpleNamespace(vgg16=lambda pretrained: SimpleNamespace(features=vgg.make_layers(vgg.cfgs["D"])))
-        with mock.patch.object(DISTS_pt, "models", weightless):
-            self.model = DISTS_pt.DISTS(load_weights=False)
-        calibration = torch.load(files("DISTS_pytorch").joinpath("weights.pt"), map_location="cpu", weights_only=True)
-        self.model.alpha.data.copy_(calibration["alpha"])
-        self.model.beta.data.copy_(calibration["beta"])
-        _load_vgg_convolutions(self.model, path)
-        self.requires_grad_(False)
-        self.eval()
-
-    def train(self, mode: bool = True) -> "DISTSMetric":
-        """Ignore ``mode``: a fixed function."""
-        return super().train(False)
 
     @torch.no_grad()
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         x8, y8 = _to_8bit(x, y)
-        return self.model(x8 / 255, y8 / 255).reshape(x.shape[0])
-
-
-def _load_vgg_convolutions(model: nn.Module, path: Path) -> None:
-    """Copy torchvision ``features.N.*`` tensors into DISTS' ``stageK.N.*`` convolutions (each
-    layer keeps its torchvision index as its name); every convolution must come from the file."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"VGG16 checkpoint {path} is not a readable torch state dict ({type(exc).__name__})") from None
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(f"VGG16 checkpoint {path} is not a state dict")
-    state = {}
-    for name, own in model.state_dict().items():
-        match = re.fullmatch(r"stage\d\.(\d+)\.(weight|bias)", name)
-        if match is None:
-            continue
-        source = f"features.{match[1]}.{match[2]}"
-        tensor = checkpoint.get(source)
-        if tensor is None or tensor.shape != own.shape:
-            found = "missing" if tensor is None else f"shape {tuple(tensor.shape)}"
-            raise CheckpointError(f"VGG16 checkpoint {path} does not fit: {source!r} is {found}, expected {tuple(own.shape)}")
-        state[name] = tensor
-    model.load_state_dict(state, strict=False)
+        return super().forward(x8 / 255, y8 / 255)
