@@ -142,7 +142,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write the raw results here")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    from rdvq.codec.mutations import mutate
+    sys.path.insert(0, str(ROOT / "tests"))  # the mutations are test code, outside the package
+    from mutations import mutate
 
     kodak = Path(args.kodak) if Path(args.kodak).is_dir() else None
     files = _valid_files(_codecs(args.ckpt), kodak)

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from rdvq.codec import ImageCodec
 from rdvq.coding import IndexDecoder, IndexEncoder, ProbabilityEngine
-from rdvq.entropy import bottleneck
+from rdvq.hyper import bottleneck
 from rdvq.image_io import find_images, read_image
 
 ENTROPY_PARTS = ("hyper-analysis", "hyper-synthesis", "side information", "probability tables", "range coder", "rest")

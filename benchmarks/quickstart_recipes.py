@@ -20,8 +20,8 @@ import torch
 from skimage.color import rgb2ycbcr
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from rdvq.checkpointing import read_checkpoint, read_codec_description
-from rdvq.codec.vq import load_tokenizer
+from rdvq.checkpointing import load_strict, read_checkpoint, read_codec_description
+from rdvq.codec.vq import VQCodec
 from rdvq.image_io import read_image
 from rdvq.metrics import psnr
 from rdvq.padding import pad_to_multiple
@@ -31,7 +31,9 @@ from rdvq.tokenizer import Tokenizer
 
 def stage_a_tokenizer(path: Path) -> Tokenizer:
     checkpoint = read_checkpoint(path)
-    return load_tokenizer(read_codec_description(checkpoint, str(path)), checkpoint["state_dict"], str(path)).eval()
+    codec = VQCodec.from_description(read_codec_description(checkpoint, str(path)), str(path), coding_only=False)
+    load_strict(codec.tokenizer, checkpoint["state_dict"], "codec.tokenizer.", str(path))
+    return codec.tokenizer.eval()
 
 
 def reconstruct(tokenizer: Tokenizer, image: torch.Tensor) -> torch.Tensor:

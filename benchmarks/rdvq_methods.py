@@ -69,7 +69,7 @@ def variant(codec: ImageCodec, **changes) -> ImageCodec:
 def summary(evaluation, **extra) -> dict:
     if not evaluation.all_exact:
         raise SystemExit("a decoded image differs from the encoder's reconstruction")
-    mean = evaluation.mean()
+    mean = evaluation.summary()
     keys = ("bpp", "estimated_bpp", "psnr", "ms_ssim_db", "encode_seconds", "decode_seconds")
     return {**{k: mean.get(k) for k in keys}, "images": len(evaluation.images), "all_exact": True, **extra}
 

@@ -91,7 +91,7 @@ def summarize(codec: ImageCodec, images, options: EncodeOptions, label: str) -> 
     with tempfile.TemporaryDirectory() as folder:
         result = evaluate(codec, images, options=options, files=folder, progress=label)
         streams = [b"".join(container.unpack(p.read_bytes()).streams) for p in sorted(Path(folder).glob("*.rdvq"))]
-    mean = result.mean()
+    mean = result.summary()
     summary = {k: mean[k] for k in ("bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_seconds", "decode_seconds")}
     summary["all_exact"] = result.all_exact
     summary["images"] = len(result.images)
@@ -130,7 +130,7 @@ def implied_lambda(codec: ImageCodec, lmbda: float, images) -> float:
 def recorded_lambda(path: Path) -> float:
     """The training lambda a scalar-codec checkpoint records."""
     from rdvq.checkpointing import read_checkpoint
-    from rdvq.stages.scalar_training import RD_POINT_KEY
+    from rdvq.checkpointing import RD_POINT_KEY
 
     return float(read_checkpoint(path)[RD_POINT_KEY]["lmbda"])
 

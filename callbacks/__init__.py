@@ -2,7 +2,7 @@
 
 from callbacks.checkpointing import ResumableCheckpoint
 from callbacks.rd_evaluation import RDEvaluation
-from callbacks.rd_sweep import RDPoint, RDSweep
+from callbacks.rd_sweep import RDSweep, SweepTarget
 from callbacks.reconstructions import ReconstructionLogger
 
-__all__ = ["RDEvaluation", "RDPoint", "RDSweep", "ReconstructionLogger", "ResumableCheckpoint"]
+__all__ = ["RDEvaluation", "RDSweep", "SweepTarget", "ReconstructionLogger", "ResumableCheckpoint"]

@@ -1,29 +1,25 @@
 """Real-file rate-distortion evaluation during training.
 
 Every ``every_n_train_steps`` steps (or ``every_n_epochs`` epochs) the codec exactly as a
-checkpoint of this moment would deploy it compresses the validation images to real files through
-:mod:`rdvq.evaluation`; the real bpp, the model's estimate, their gap, PSNR and MS-SSIM go to every
-logger, and the run's RD curve so far is written as a results JSON (CompressAI's layout) and PNG
+checkpoint of this moment would deploy it (the stage's ``deployed_codec()``) compresses the
+validation images to real files through :mod:`rdvq.evaluation`; the real bpp, the model's estimate,
+their gap, PSNR and MS-SSIM (aggregated by :func:`rdvq.evaluation.summarize`) go to every logger, and the run's RD curve so far is written as a results JSON (CompressAI's layout) and PNG
 plots under ``<run dir>/rd_evaluation/``. Under DDP each rank codes a share of the images and the
 results are gathered, so every rank logs the same numbers for the whole set.
 """
 
 from __future__ import annotations
 
-import math
-import statistics
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.distributed as dist
 from pytorch_lightning.loggers import WandbLogger
 
-from callbacks.run_paths import run_dir
-from rdvq.codec import ImageCodec
+from rdvq.run_paths import run_dir
 from rdvq.errors import ConfigError
-from rdvq.evaluation import ImageResult, evaluate, lpips_metric
+from rdvq.evaluation import ImageResult, evaluate, gather, lpips_metric, summarize
 from rdvq.plots import plot_rd
 from rdvq.rd_curves import RDCurve, write_curve
 
@@ -33,18 +29,6 @@ FOLDER = "rd_evaluation"
 def rd_folder(trainer: pl.Trainer) -> Path:
     """Where :class:`RDEvaluation` writes: ``<run dir>/rd_evaluation``."""
     return run_dir(trainer) / FOLDER
-
-
-def live_codec(pl_module: pl.LightningModule, engine: str = "auto") -> ImageCodec:
-    """The codec a checkpoint of ``pl_module`` written now would hold: its weights, coding tables
-    refreshed by the stage's own checkpoint hook, loaded into a separate codec in eval mode (the
-    training module is not touched; building it does not consume the training's random numbers)."""
-    checkpoint: dict[str, Any] = {"state_dict": dict(pl_module.state_dict())}
-    devices = [pl_module.device] if pl_module.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        pl_module.on_save_checkpoint(checkpoint)
-        source = f"the training state at step {pl_module.global_step}"
-        return ImageCodec.from_checkpoint_state(checkpoint, source, engine=engine, device=pl_module.device)
 
 
 class RDEvaluation(pl.Callback):
@@ -67,7 +51,7 @@ class RDEvaluation(pl.Callback):
 
     # ------------------------------------------------------------------ when
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        live_codec(pl_module)  # a stage without an entropy model fails here, not after N steps
+        pl_module.deployed_codec()  # a stage without an entropy model fails here, not after N steps
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         step = trainer.global_step
@@ -92,15 +76,11 @@ class RDEvaluation(pl.Callback):
         step = trainer.global_step
         if self.history and self.history[-1]["step"] == step:  # e.g. a run resumed at this very step
             return self.history[-1]
-        codec = live_codec(pl_module)
+        codec = pl_module.deployed_codec()
         images = self._images(trainer)
         mine = [(f"val{i:03d}", images[i]) for i in range(trainer.global_rank, len(images), trainer.world_size)]
         files = rd_folder(trainer) / f"step{step:07d}"
-        results = evaluate(codec, mine, files=files, estimate=True, lpips=lpips_metric()).images
-        if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
-            gathered: list[list[ImageResult]] = [[] for _ in range(trainer.world_size)]
-            dist.all_gather_object(gathered, results)
-            results = [r for part in gathered for r in part]
+        results = gather(evaluate(codec, mine, files=files, estimate=True, lpips=lpips_metric()).images)
         entry = self._summary(step, sorted(results, key=lambda r: r.name))
         self.history.append(entry)
         if trainer.is_global_zero:
@@ -112,24 +92,10 @@ class RDEvaluation(pl.Callback):
 
     @staticmethod
     def _summary(step: int, results: list[ImageResult]) -> dict[str, float]:
-        def mean(name: str) -> float | None:
-            values = [getattr(r, name) for r in results]
-            return None if any(v is None for v in values) else statistics.fmean(values)
-
-        bpp, estimated = mean("bpp"), mean("estimated_bpp")
-        ms_ssim = mean("ms_ssim")
-        return {
-            "step": step,
-            "bpp_real": bpp,
-            "bpp_estimated": estimated,
-            "bpp_gap_percent": 100.0 * (bpp / estimated - 1.0) if estimated else None,
-            "psnr": mean("psnr"),
-            "ms_ssim": ms_ssim,
-            "ms_ssim_db": None if ms_ssim is None else -10.0 * math.log10(max(1.0 - ms_ssim, 1e-12)),
-            "lpips": mean("lpips"),
-            "bit_exact": float(all(r.exact for r in results)),
-            "images": float(len(results)),
-        }
+        summary = summarize(results)
+        keep = ("bpp_gap_percent", "psnr", "ms_ssim", "ms_ssim_db", "lpips", "bit_exact", "images")
+        return {"step": step, "bpp_real": summary["bpp"], "bpp_estimated": summary["estimated_bpp"],
+                **{name: summary[name] for name in keep}}
 
     def _write_curve(self, trainer: pl.Trainer) -> None:
         """The run so far: real and estimated rate against quality, one point per evaluation."""

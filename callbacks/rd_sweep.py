@@ -8,8 +8,8 @@ and names each point by its lambda and tau); then the next point is set. After t
 run stops. The callback's position travels in every checkpoint, so ``--ckpt_path last`` after a
 kill resumes in the same point at the same step.
 
-The stage must have a rate-distortion trade-off: ``set_rd_point(lmbda, tau)`` and the ``lmbda``
-and ``tau`` properties (``tau`` None when it has none), kept in its own checkpoint state.
+The stage must have a rate-distortion point: ``pl_module.rd_point``, an
+:class:`~rdvq.stages.rd_point.RDPoint`, which the stage keeps in its checkpoints.
 """
 
 from __future__ import annotations
@@ -20,25 +20,27 @@ from typing import Any
 import pytorch_lightning as pl
 from lightning_fabric.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
-from callbacks.run_paths import checkpoint_dir
+from rdvq.run_paths import checkpoint_dir
 from rdvq.errors import ConfigError
 from rdvq.sweep_manifest import MANIFEST_NAME, SweepPoint, checkpoint_name, point_label, write_manifest
 
 
 @dataclass(frozen=True)
-class RDPoint:
+class SweepTarget:
+    """One point of the sweep as configured (``tau`` None keeps the stage's temperature)."""
+
     lmbda: float
     tau: float | None = None
 
 
 class RDSweep(pl.Callback):
-    def __init__(self, points: list[RDPoint], steps_per_point: int) -> None:
+    def __init__(self, points: list[SweepTarget], steps_per_point: int) -> None:
         super().__init__()
         if not points:
             raise ConfigError("RDSweep needs at least one point")
         if steps_per_point < 1:
             raise ConfigError(f"RDSweep steps_per_point must be >= 1, got {steps_per_point}")
-        self.points = [p if isinstance(p, RDPoint) else RDPoint(**p) for p in points]
+        self.points = [p if isinstance(p, SweepTarget) else SweepTarget(**p) for p in points]
         self.steps_per_point = steps_per_point
         self.index = 0  # the point being trained
         self.completed: list[SweepPoint] = []
@@ -51,9 +53,8 @@ class RDSweep(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        if not callable(getattr(pl_module, "set_rd_point", None)):
-            raise ConfigError(f"RDSweep needs a stage with a rate-distortion trade-off (set_rd_point); "
-                              f"{type(pl_module).__name__} has none")
+        if getattr(pl_module, "rd_point", None) is None:
+            raise ConfigError(f"RDSweep needs a stage with a rate-distortion point; {type(pl_module).__name__} has none")
         if 0 <= trainer.max_steps < self.total_steps:
             raise ConfigError(f"trainer.max_steps {trainer.max_steps} ends the run before the sweep's "
                               f"{len(self.points)} x {self.steps_per_point} = {self.total_steps} steps; "
@@ -102,7 +103,7 @@ class RDSweep(pl.Callback):
 
     def _set(self, pl_module: pl.LightningModule) -> None:
         point = self.points[self.index]
-        pl_module.set_rd_point(point.lmbda, point.tau)
+        pl_module.rd_point.set_rd_point(point.lmbda, point.tau)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -114,7 +115,7 @@ class RDSweep(pl.Callback):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        points = [RDPoint(**p) for p in state_dict["points"]]
+        points = [SweepTarget(**p) for p in state_dict["points"]]
         if points != self.points or state_dict["steps_per_point"] != self.steps_per_point:
             raise ConfigError(
                 f"this run was a sweep over {[point_label(p.lmbda, p.tau) for p in points]} with "

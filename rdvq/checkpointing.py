@@ -5,6 +5,12 @@ Every rdvq checkpoint carries a *codec description*: a versioned plain dict (loa
 configuration. :func:`write_codec_description` is the only writer (every stage calls it when it
 saves) and :func:`read_codec_description` the only reader (``init_from``, ``ImageCodec``).
 
+Layout (description version 2): the codec's weights under ``codec.`` whatever the stage (the
+stage's other parts, e.g. a discriminator, beside it), the rate-distortion point under
+:data:`RD_POINT_KEY`. Version 1 checkpoints (rdvq before the codec became one module: stage
+attribute paths ``tokenizer.``, ``rate.entropy_model.``, ``model.`` and the key ``rdvq_joint_rd``)
+are migrated when read (:func:`migrate_checkpoint`).
+
 Kept free of Lightning imports so the codec starts quickly; atomic writes live in
 :mod:`rdvq.atomic`.
 """
@@ -21,7 +27,36 @@ from torch import nn
 from rdvq.errors import CheckpointError
 
 DESCRIPTION_KEY = "rdvq_codec"
-DESCRIPTION_VERSION = 1
+DESCRIPTION_VERSION = 2
+CODEC_PREFIX = "codec."
+RD_POINT_KEY = "rdvq_rd_point"  # {"lmbda": float, "tau": float | None}
+
+# Version 1 layouts: where each family's weights lived, per stage attribute path.
+_V1_PREFIXES = {
+    "vq": (("tokenizer.", "codec.tokenizer."), ("rate.entropy_model.", "codec.entropy_model.")),
+    "sq": (("model.", "codec.model."),),
+}
+_V1_RD_POINT_KEY = "rdvq_joint_rd"
+
+
+def migrate_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Bring a version 1 checkpoint to the current layout, in place (a current one is unchanged)."""
+    description = checkpoint.get(DESCRIPTION_KEY)
+    if not isinstance(description, dict) or description.get("version") != 1:
+        return checkpoint
+    renames = _V1_PREFIXES.get(description.get("family"), ())
+    state = {}
+    for key, tensor in checkpoint.get("state_dict", {}).items():
+        for old, new in renames:
+            if key.startswith(old):
+                key = new + key[len(old) :]
+                break
+        state[key] = tensor
+    checkpoint["state_dict"] = state
+    if _V1_RD_POINT_KEY in checkpoint:
+        checkpoint[RD_POINT_KEY] = checkpoint.pop(_V1_RD_POINT_KEY)
+    checkpoint[DESCRIPTION_KEY] = {**description, "version": DESCRIPTION_VERSION}
+    return checkpoint
 
 
 def write_codec_description(checkpoint: dict[str, Any], family: str, **parts: Any) -> None:
@@ -53,6 +88,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"cannot read checkpoint {path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    migrate_checkpoint(checkpoint)
     read_codec_description(checkpoint, str(path))
     return checkpoint
 

@@ -7,7 +7,8 @@ the field's conventions (:mod:`rdvq.metrics`: PSNR and MS-SSIM on 8-bit RGB, MS-
 LPIPS-alex and DISTS where their weights are on disk). A metric that cannot be computed is ``None`` in the
 results ("unavailable"), never an invented number.
 
-Stage validation, quickstart, the benchmarks and ``rdvq eval`` all go through :func:`evaluate`.
+Stage validation, quickstart, the benchmarks and ``rdvq eval`` all go through :func:`evaluate`, and
+all aggregate its rows with :func:`summarize`.
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from rdvq.atomic import atomic_write_bytes
-from rdvq.codec import ImageCodec
+from rdvq.codec import Encoded, ImageCodec
 from rdvq.encode_options import EncodeOptions
 from rdvq.image_io import read_image
 from rdvq.losses import lpips_available
@@ -51,6 +53,37 @@ class ImageResult:
     estimated_bpp: float | None = None  # the model's own estimate, when asked for
 
 
+def gather(items: list) -> list:
+    """Every rank's items, rank after rank, under DDP (the list itself without a process group)."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return items
+    parts: list[list] = [[] for _ in range(dist.get_world_size())]
+    dist.all_gather_object(parts, items)
+    return [item for part in parts for item in part]
+
+
+def _mean(results: Sequence[ImageResult], name: str) -> float | None:
+    values = [getattr(r, name) for r in results]
+    return None if any(v is None for v in values) else statistics.fmean(values)
+
+
+def summarize(results: Sequence[ImageResult]) -> dict[str, float | None]:
+    """The set's numbers, one definition for every caller: the mean of each per-image number (None
+    where any image lacks it), MS-SSIM in dB *of the mean* MS-SSIM (CompressAI's and the field's
+    convention for curves), the gap of the real rate over the model's estimate in percent, whether
+    every image decoded bit-exactly (1.0 or 0.0) and the image count."""
+    summary = {
+        name: _mean(results, name)
+        for name in ("bpp", "estimated_bpp", "psnr", "ms_ssim", "lpips", "dists", "encode_seconds", "decode_seconds")
+    }
+    quality, bpp, estimated = summary["ms_ssim"], summary["bpp"], summary["estimated_bpp"]
+    summary["ms_ssim_db"] = None if quality is None else float(ms_ssim_db(torch.tensor(quality, dtype=torch.float64)))
+    summary["bpp_gap_percent"] = 100.0 * (bpp / estimated - 1.0) if estimated else None
+    summary["bit_exact"] = float(all(r.exact for r in results))
+    summary["images"] = float(len(results))
+    return summary
+
+
 @dataclass
 class Evaluation:
     images: list[ImageResult] = field(default_factory=list)
@@ -59,15 +92,8 @@ class Evaluation:
     def all_exact(self) -> bool:
         return all(r.exact for r in self.images)
 
-    def mean(self) -> dict[str, float | None]:
-        """Mean of every numeric field over the images; None where any image lacks the value."""
-        out: dict[str, float | None] = {}
-        for name, value in asdict(self.images[0]).items():
-            if isinstance(value, bool) or name in ("name", "height", "width"):
-                continue
-            values = [getattr(r, name) for r in self.images]
-            out[name] = None if any(v is None for v in values) else statistics.fmean(values)
-        return out
+    def summary(self) -> dict[str, float | None]:
+        return summarize(self.images)
 
     def rows(self) -> list[dict]:
         return [asdict(r) for r in self.images]
@@ -99,12 +125,14 @@ def evaluate(
     files: str | os.PathLike | None = None,
     estimate: bool = False,
     progress: str | None = None,
+    observe: Callable[[Encoded, torch.Tensor], None] | None = None,
 ) -> Evaluation:
     """Evaluate ``codec`` on ``(name, image or path)`` pairs.
 
     ``files``: write each compressed file there as ``<name>.rdvq``, take the rate from its size on
     disk and decode what was read back. ``estimate``: also record the model's estimated bpp.
-    ``progress``: a progress-bar label (no bar when None).
+    ``progress``: a progress-bar label (no bar when None). ``observe``: called with each image's
+    encoding (its symbols) and the decoded image, for callers that keep more than the numbers.
     """
     sources: Sequence[ImageSource] = list(images)
     result = Evaluation()
@@ -113,7 +141,8 @@ def evaluate(
         height, width = image.shape[-2:]
         pixels = height * width
         start = time.perf_counter()
-        encoded = codec.encode(image, options, reconstruct=False, estimate=False)
+        analysis = codec.analyze(image)
+        encoded = codec.pack(analysis, height, width, options)
         encode_seconds = time.perf_counter() - start
         data = encoded.data
         if files is not None:
@@ -141,7 +170,9 @@ def evaluate(
                 encode_seconds=encode_seconds,
                 decode_seconds=decode_seconds,
                 exact=torch.equal(decoded, reconstruction),
-                estimated_bpp=codec.latent.estimate_bits(codec.analyze(image), encoded.symbols) / pixels if estimate else None,
+                estimated_bpp=codec.estimate_bits(analysis, encoded.symbols) / pixels if estimate else None,
             )
         )
+        if observe is not None:
+            observe(encoded, decoded)
     return result

@@ -23,7 +23,7 @@ class QuantizerStateDump(pl.Callback):
     """Each DDP rank saves its quantizer state after training."""
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        quantizer = pl_module.tokenizer.quantizers[0]
+        quantizer = pl_module.codec.tokenizer.quantizers[0]
         state = {k: v.detach().cpu().clone() for k, v in quantizer.state_dict().items()}
         state["world_size"] = torch.tensor(trainer.world_size)
         torch.save(state, Path(trainer.default_root_dir) / f"quantizer_rank{trainer.global_rank}.pt")

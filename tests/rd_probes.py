@@ -10,7 +10,7 @@ import signal
 import pytorch_lightning as pl
 import torch
 
-from callbacks.run_paths import run_dir
+from rdvq.run_paths import run_dir
 
 
 class KillAt(pl.Callback):
@@ -30,8 +30,8 @@ class RankReport(pl.Callback):
     module at the end to ``<run dir>/rank<r>.json``."""
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.start = {"step": trainer.global_step, "lmbda": getattr(pl_module, "lmbda", None),
-                      "tau": getattr(pl_module, "tau", None)}
+        point = getattr(pl_module, "rd_point", None)
+        self.start = {"step": trainer.global_step, "lmbda": getattr(point, "lmbda", None), "tau": getattr(point, "tau", None)}
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         digest = hashlib.sha256()

@@ -17,12 +17,12 @@ from rdvq.encode_options import EncodeOptions
 from rdvq.errors import ConfigError
 from rdvq.stages import DecoderRetraining, ScalarCodecTraining
 from rdvq.stages.distortion import AdversarialConfig, DistortionConfig
-from rdvq.stages.scalar_training import RD_POINT_KEY
+from rdvq.checkpointing import RD_POINT_KEY
 from rdvq.sq import ScalarCodecConfig
 from test_codec import assert_round_trip
 from test_training import FixedBatch
 
-DECODER_PREFIX = {"sq": ("model.g_s.",), "vq": ("tokenizer.decoder.",)}
+DECODER_PREFIX = {"sq": ("codec.model.g_s.",), "vq": ("codec.tokenizer.decoder.",)}
 
 
 def _scalar_checkpoint(path: Path, quantizer: str) -> Path:
@@ -33,8 +33,8 @@ def _scalar_checkpoint(path: Path, quantizer: str) -> Path:
         distortion=DistortionConfig(perceptual_weight=0.0), adversarial=AdversarialConfig(weight=0.0),
     )
     with torch.no_grad():
-        stage.model.g_a[-1].weight.mul_(40.0)
-        stage.model.h_s[-1].bias[:6].add_(1.0)
+        stage.codec.model.g_a[-1].weight.mul_(40.0)
+        stage.codec.model.h_s[-1].bias[:6].add_(1.0)
     checkpoint = {"state_dict": stage.state_dict()}
     stage.on_save_checkpoint(checkpoint)
     torch.save(checkpoint, path)
@@ -94,7 +94,7 @@ def test_stage_d_trains_only_the_decoder_and_its_checkpoint_is_a_codec(kind: str
 def test_stage_d_trains_on_exactly_what_the_codec_writes(kind: str, options: EncodeOptions, checkpoints) -> None:
     stage = _stage(checkpoints[kind], options=options)
     batch = _batch(1)
-    symbols = stage.deployed_symbols(batch)
+    _, symbols = stage.deployed_symbols(batch)
     codec = ImageCodec.from_checkpoint(checkpoints[kind])
     for i, image in enumerate(batch):
         for got, written in zip(symbols, codec.encode(image, options).symbols):
@@ -107,7 +107,7 @@ def test_a_short_stage_d_run_lowers_the_distortion_of_trellis_coded_latents(chec
 
     def distortion() -> float:
         with torch.no_grad():
-            return float(torch.nn.functional.mse_loss(stage.codec.synthesize(stage.deployed_symbols(batch), (64, 64)), batch))
+            return float(torch.nn.functional.mse_loss(stage.codec.synthesize(stage.deployed_symbols(batch)[1], (64, 64)), batch))
 
     start = distortion()
     _train(stage, 30, batch)
@@ -116,12 +116,12 @@ def test_a_short_stage_d_run_lowers_the_distortion_of_trellis_coded_latents(chec
 
 def test_the_hyper_decoder_retrains_on_rate_and_distortion(checkpoints, tmp_path: Path) -> None:
     stage = _stage(checkpoints["usq"], train_hyper_decoder=True)
-    assert stage.lmbda == torch.load(checkpoints["usq"], weights_only=True)[RD_POINT_KEY]["lmbda"]
+    assert stage.rd_point.lmbda == torch.load(checkpoints["usq"], weights_only=True)[RD_POINT_KEY]["lmbda"]
     trainer = _train(stage, 3, _batch())
     trainer.save_checkpoint(tmp_path / "d.ckpt")
     changed = _changed(torch.load(checkpoints["usq"], weights_only=True)["state_dict"],
                        torch.load(tmp_path / "d.ckpt", weights_only=True)["state_dict"])
-    assert {k.split(".")[1] for k in changed} == {"g_s", "h_s"}
+    assert {k.split(".")[2] for k in changed} == {"g_s", "h_s"}
     assert_round_trip(ImageCodec.from_checkpoint(tmp_path / "d.ckpt"), torch.rand(3, 30, 70))
     with pytest.raises(ConfigError, match="no hyper-decoder"):
         _stage(checkpoints["vq"], train_hyper_decoder=True)
@@ -136,7 +136,7 @@ def test_stage_d_resumes_from_its_own_checkpoint(checkpoints, tmp_path: Path) ->
     trainer = _train(resumed, 2, batch, ckpt_path=str(tmp_path / "d.ckpt"))  # nothing left to train: loads only
     assert trainer.global_step == 2
     for name, tensor in resumed.codec.model.g_s.state_dict().items():
-        assert torch.equal(tensor, saved[f"model.g_s.{name}"])
+        assert torch.equal(tensor, saved[f"codec.model.g_s.{name}"])
 
 
 def test_stage_d_refuses_what_the_codec_cannot_do(checkpoints, tmp_path: Path) -> None:

@@ -36,10 +36,10 @@ def test_metrics_too_small_or_without_weights_are_unavailable() -> None:
     assert min(small.height, small.width) < ms_ssim_min_side() <= min(large.height, large.width)
     assert small.ms_ssim is None and small.ms_ssim_db is None
     assert large.ms_ssim is not None and math.isfinite(large.ms_ssim_db)
-    mean = result.mean()
-    assert mean["ms_ssim"] is None  # one image lacks it: no mean is invented
-    assert mean["psnr"] == pytest.approx((small.psnr + large.psnr) / 2)
-    assert mean["lpips"] is None and small.lpips is None
+    summary = result.summary()
+    assert summary["ms_ssim"] is None and summary["ms_ssim_db"] is None  # one image lacks it: no mean is invented
+    assert summary["psnr"] == pytest.approx((small.psnr + large.psnr) / 2)
+    assert summary["lpips"] is None and small.lpips is None  # no LPIPS network was passed
 
 
 def test_lpips_metric_only_when_its_weights_are_on_disk() -> None:
@@ -50,3 +50,17 @@ def test_a_decoder_that_disagrees_is_reported_not_hidden() -> None:
     codec = make_codec("single", "static")
     codec.latent.synthesize = lambda symbols, padded: torch.rand(1, 3, *padded)  # a nondeterministic synthesis
     assert not evaluate(codec, _images()[:1]).all_exact
+
+
+def test_summaries_have_one_definition_of_ms_ssim_in_db() -> None:
+    """The set's MS-SSIM in dB is the dB of the mean MS-SSIM (CompressAI's convention), not the mean
+    of per-image dB; the real rate's gap over the estimate is of the means."""
+    from dataclasses import replace
+
+    from rdvq.evaluation import ImageResult, summarize
+
+    row = ImageResult("a", 8, 8, 10, 1.25, 30.0, 0.9, 10.0, None, None, 0.1, 0.1, True, estimated_bpp=1.0)
+    rows = [row, replace(row, name="b", ms_ssim=0.99, ms_ssim_db=20.0, bpp=0.75, exact=False)]
+    summary = summarize(rows)
+    assert summary["ms_ssim_db"] == pytest.approx(-10 * math.log10(1 - 0.945))  # not (10 + 20) / 2
+    assert summary["bpp_gap_percent"] == pytest.approx(0.0) and summary["bit_exact"] == 0.0 and summary["images"] == 2

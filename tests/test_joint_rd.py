@@ -18,7 +18,8 @@ from rdvq.entropy import StaticConfig, TransformerConfig
 from rdvq.errors import ConfigError
 from rdvq.image_io import read_image
 from rdvq.stages import AdversarialConfig, DistortionConfig, JointRD
-from rdvq.stages.joint_rd import STATE_KEY
+from rdvq.checkpointing import RD_POINT_KEY
+from rdvq.stages.vq_parts import rate
 from rdvq.tokenizer import TokenizerConfig
 from test_training import FixedBatch, _trainer
 
@@ -39,12 +40,14 @@ def _stage(entropy_model=None, **kwargs) -> JointRD:
 
 
 def _encoder_gradient(stage: JointRD, batch: torch.Tensor) -> float:
-    quantization = stage.tokenizer.quantize(stage.tokenizer.encode(batch))
-    bpp, _ = stage.rate(stage.tokenizer, quantization, batch.shape[-2] * batch.shape[-1])
+    tokenizer = stage.codec.tokenizer
+    quantization = tokenizer.quantize(tokenizer.encode(batch))
+    tau = stage.rd_point.tau if stage.rate_targets == "soft" else None
+    bpp, _ = rate(stage.codec, quantization, batch.shape[-2] * batch.shape[-1], tau, observe=False)
     if not bpp.requires_grad:  # nothing on the rate's path has a gradient
         return 0.0
     bpp.backward()
-    return sum(float(p.grad.abs().sum()) for p in stage.tokenizer.encoder.parameters() if p.grad is not None)
+    return sum(float(p.grad.abs().sum()) for p in tokenizer.encoder.parameters() if p.grad is not None)
 
 
 @pytest.mark.parametrize("targets", ["soft", "hard"])
@@ -53,18 +56,17 @@ def test_rate_gradient_reaches_the_encoder_through_the_soft_posterior(targets: s
     posterior the encoder gets a gradient, with hard indices it gets none."""
     torch.manual_seed(0)
     stage = _stage(StaticConfig(), rate_targets=targets)
-    stage.rate.entropy_model.counts(0).copy_(torch.rand(32, dtype=torch.float64) * 100)
-    stage.rate.eval()  # keep these counts
+    stage.codec.entropy_model.counts(0).copy_(torch.rand(32, dtype=torch.float64) * 100)
     gradient = _encoder_gradient(stage, _photo_batch())
     assert (gradient > 0) == (targets == "soft"), gradient
-    assert all(q.codebook.grad is None for q in stage.tokenizer.quantizers)  # frozen by default
+    assert all(q.codebook.grad is None for q in stage.codec.tokenizer.quantizers)  # frozen by default
 
 
 def test_transformer_rate_reaches_the_encoder() -> None:
     torch.manual_seed(0)
     stage = _stage(TransformerConfig(layers=1, width=16, heads=2, window=8))
     with torch.no_grad():
-        for head in stage.rate.entropy_model.heads:
+        for head in stage.codec.entropy_model.heads:
             head.weight.normal_(0.0, 0.5)
     assert _encoder_gradient(stage, _photo_batch()) > 0
 
@@ -78,24 +80,26 @@ def test_a_larger_lambda_gives_fewer_bits(stage_b_checkpoint: Path) -> None:
         _trainer(12).fit(stage, FixedBatch(batch, 12))
         stage.eval()
         with torch.no_grad():
-            quantization = stage.tokenizer.quantize(stage.tokenizer.encode(batch))
-            bits[lmbda] = float(stage.rate.entropy_model(stage.rate.branches(stage.tokenizer, quantization, soft=False)).total().mean())
+            quantization = stage.codec.tokenizer.quantize(stage.codec.tokenizer.encode(batch))
+            bits[lmbda] = float(rate(stage.codec, quantization, 1, None, observe=False)[0])
     assert bits[1.0] < 0.8 * bits[0.0], bits
 
 
 def test_the_rd_point_is_set_by_a_sweep_and_kept_in_checkpoints() -> None:
     stage = _stage(StaticConfig(), lmbda=0.2, tau=0.05)
-    assert (stage.lmbda, stage.tau) == (0.2, 0.05)
-    stage.set_rd_point(0.7, None)
-    assert (stage.lmbda, stage.tau) == (0.7, 0.05)
-    stage.set_rd_point(1.5, 0.1)
+    point = stage.rd_point
+    assert (point.lmbda, point.tau) == (0.2, 0.05)
+    point.set_rd_point(0.7, None)
+    assert (point.lmbda, point.tau) == (0.7, 0.05)
+    point.set_rd_point(1.5, 0.1)
     checkpoint = {"state_dict": stage.state_dict()}
     stage.on_save_checkpoint(checkpoint)
+    assert checkpoint[RD_POINT_KEY] == {"lmbda": 1.5, "tau": 0.1}
     resumed = _stage(StaticConfig(), lmbda=0.2, tau=0.05)
     resumed.on_load_checkpoint(checkpoint)
-    assert (resumed.lmbda, resumed.tau, resumed.rate.tau) == (1.5, 0.1, 0.1)
+    assert (resumed.rd_point.lmbda, resumed.rd_point.tau) == (1.5, 0.1)
     with pytest.raises(ConfigError, match="tau"):
-        stage.set_rd_point(1.0, 0.0)
+        point.set_rd_point(1.0, 0.0)
     with pytest.raises(ConfigError, match="lmbda"):
         _stage(StaticConfig(), lmbda=-1.0)
 
@@ -110,7 +114,7 @@ def test_stage_c_from_a_stage_b_checkpoint(stage_b_checkpoint: Path, tmp_path: P
     assert any(r.get("val/bpp_real") for r in rows)
     last = tmp_path / "checkpoints" / "last.ckpt"
     stored = read_checkpoint(last)
-    assert stored[STATE_KEY] == {"lmbda": 0.1, "tau": 0.05}
+    assert stored[RD_POINT_KEY] == {"lmbda": 0.1, "tau": 0.05}
     before = read_checkpoint(stage_b_checkpoint)["state_dict"]
     for name, tensor in stored["state_dict"].items():
         if name.endswith("codebook"):  # frozen: bit-identical to stage B's

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from callbacks.run_paths import checkpoint_dir
+from rdvq.run_paths import checkpoint_dir
 from conftest import CONFIGS, fit
 from probes import ResumeProbe
 from rdvq.errors import ConfigError

@@ -20,7 +20,7 @@ from rdvq.encode_options import EncodeOptions
 from rdvq.errors import ConfigError, InvalidHeaderError, ModelMismatchError
 from rdvq.sq import ScalarCodecConfig, ScalarHyperprior
 from rdvq.sq.gaussian import build_indexes
-from rdvq.sq.model import HALO, tile_spans
+from rdvq.hyper.tiles import HALO, tile_spans
 from rdvq.sq.trellis import quantizers_of_levels
 from conftest import kodak_dir
 from test_codec import assert_round_trip, rdvq
@@ -136,12 +136,11 @@ def test_files_of_another_quantizer_or_layout_are_refused() -> None:
 
 
 def save_checkpoint(model: ScalarHyperprior, path: Path) -> Path:
-    """``model`` as an SQ stage checkpoint holds it (weights under ``model.``, codec description)."""
+    """``model`` as an SQ stage checkpoint holds it (weights under ``codec.model.``, codec description)."""
     from rdvq.checkpointing import write_codec_description
-    from rdvq.codec.sq import sq_description
 
-    checkpoint = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}
-    write_codec_description(checkpoint, "sq", **sq_description(model.config))
+    checkpoint = {"state_dict": {f"codec.model.{k}": v for k, v in model.state_dict().items()}}
+    write_codec_description(checkpoint, "sq", **SQCodec(model).description())
     torch.save(checkpoint, path)
     return path
 

@@ -15,7 +15,7 @@ from rdvq.codec import ImageCodec
 from rdvq.errors import ConfigError
 from rdvq.stages import ScalarCodecTraining
 from rdvq.stages.distortion import AdversarialConfig, DistortionConfig
-from rdvq.stages.scalar_training import RD_POINT_KEY
+from rdvq.checkpointing import RD_POINT_KEY
 from rdvq.sq import ScalarCodecConfig
 from test_codec import assert_round_trip
 from test_training import FixedBatch, Recorder, _trainer
@@ -44,16 +44,17 @@ def test_a_cli_run_validates_on_real_files_and_checkpoints_a_codec(usq_run: Path
 
 def test_the_rate_distortion_point_moves_and_survives_a_resume() -> None:
     stage = ScalarCodecTraining(codec=TINY, lmbda=0.01, **MSE_ONLY)
-    assert (stage.lmbda, stage.tau) == (0.01, None)
-    stage.set_rd_point(0.05, 0.3)  # tau does not apply to the scalar codec
-    assert (stage.lmbda, stage.tau) == (0.05, None)
+    point = stage.rd_point
+    assert (point.lmbda, point.tau) == (0.01, None)
+    point.set_rd_point(0.05, 0.3)  # tau does not apply to the scalar codec
+    assert (point.lmbda, point.tau) == (0.05, None)
     checkpoint = {"state_dict": stage.state_dict()}
     stage.on_save_checkpoint(checkpoint)
     resumed = ScalarCodecTraining(codec=TINY, lmbda=0.01, **MSE_ONLY)
     resumed.on_load_checkpoint(checkpoint)
-    assert resumed.lmbda == 0.05
+    assert resumed.rd_point.lmbda == 0.05
     with pytest.raises(ConfigError):
-        stage.set_rd_point(-1.0, None)
+        point.set_rd_point(-1.0, None)
 
 
 def test_the_loss_falls_under_the_tcq_surrogate() -> None:
@@ -68,7 +69,7 @@ def test_the_loss_falls_under_the_tcq_surrogate() -> None:
 def test_bad_configurations_are_refused(stage_a_checkpoint: Path) -> None:
     with pytest.raises(ConfigError, match="noise surrogate"):
         ScalarCodecTraining(codec=ScalarCodecConfig(quantizer="tcq8"), surrogate="ste", **MSE_ONLY)
-    with pytest.raises(ConfigError, match="not a scalar codec"):
+    with pytest.raises(ConfigError, match="trains a 'sq' codec"):
         ScalarCodecTraining(init_from=str(stage_a_checkpoint), **MSE_ONLY)
     with pytest.raises(ConfigError, match="quantizer"):
         ScalarCodecConfig(quantizer="tcq6")

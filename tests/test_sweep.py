@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from callbacks import RDPoint, RDSweep
+from callbacks import RDSweep, SweepTarget
 from conftest import CONFIGS, fit
 from rd_probes import RankReport
 from rdvq.app.main import main
+from rdvq.checkpointing import RD_POINT_KEY
 from rdvq.errors import ConfigError
 from rdvq.sweep_manifest import read_manifest
 
@@ -50,7 +51,7 @@ def test_a_sweep_killed_in_its_second_point_resumes_there_and_ends_with_three_po
     for index, name in enumerate(NAMES):
         saved = torch.load(folder / name, weights_only=True)
         assert saved["global_step"] == 3 * (index + 1)
-        assert (saved["rdvq_joint_rd"]["lmbda"], saved["rdvq_joint_rd"]["tau"]) == POINTS[index]
+        assert (saved[RD_POINT_KEY]["lmbda"], saved[RD_POINT_KEY]["tau"]) == POINTS[index]
         assert saved["callbacks"]["RDSweep"]["index"] == index
     run, points = read_manifest(folder / "rd_sweep.json")
     assert run == tmp_path.name and [p.name for p, _ in points] == NAMES
@@ -76,13 +77,13 @@ def _tiny_images(root: Path) -> Path:
 
 
 def test_a_resumed_sweep_must_be_the_same_sweep() -> None:
-    sweep = RDSweep([RDPoint(0.1, 0.05), RDPoint(0.5, 0.05)], steps_per_point=3)
+    sweep = RDSweep([SweepTarget(0.1, 0.05), SweepTarget(0.5, 0.05)], steps_per_point=3)
     state = sweep.state_dict()
-    other = RDSweep([RDPoint(0.1, 0.05), RDPoint(0.9, 0.05)], steps_per_point=3)
+    other = RDSweep([SweepTarget(0.1, 0.05), SweepTarget(0.9, 0.05)], steps_per_point=3)
     with pytest.raises(ConfigError, match="this run was a sweep over"):
         other.load_state_dict(state)
     with pytest.raises(ConfigError, match="steps_per_point must be >= 1"):
-        RDSweep([RDPoint(0.1)], steps_per_point=0)
+        RDSweep([SweepTarget(0.1)], steps_per_point=0)
     with pytest.raises(ConfigError, match="at least one point"):
         RDSweep([], steps_per_point=3)
 

@@ -143,12 +143,12 @@ def test_init_from_loads_weights_and_reports_keys(stage_a_checkpoint: Path, capl
     saved = torch.load(stage_a_checkpoint, weights_only=True)["state_dict"]
     with caplog.at_level("INFO"):
         model = RateAdaptation(init_from=str(stage_a_checkpoint))
-    assert model.tokenizer.config == TokenizerConfig.from_dict(
+    assert model.codec.tokenizer.config == TokenizerConfig.from_dict(
         torch.load(stage_a_checkpoint, weights_only=True)["rdvq_codec"]["tokenizer"])
-    for name, tensor in model.tokenizer.state_dict().items():
+    for name, tensor in model.codec.tokenizer.state_dict().items():
         if tensor.is_floating_point() and not tensor.isnan().any():
-            assert torch.equal(tensor, saved[f"tokenizer.{name}"]), name
-    assert "missing" in caplog.text and "rate.entropy_model." in caplog.text
+            assert torch.equal(tensor, saved[f"codec.tokenizer.{name}"]), name
+    assert "missing" in caplog.text and "codec.entropy_model." in caplog.text
 
 
 def test_init_from_a_foreign_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -212,7 +212,7 @@ def test_ddp_static_table_counts_every_rank(stage_a_checkpoint: Path, tmp_path: 
         capture_output=True, text=True, cwd=REPO, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    counts = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]["rate.entropy_model.counts_0"]
+    counts = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]["codec.entropy_model.counts_0"]
     assert int(counts.sum()) == 3 * 2 * 3 * 64
 
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rdvq.codec import ImageCodec, container
-from rdvq.codec.mutations import mutate
+from mutations import mutate
 from rdvq.encode_options import EncodeOptions
 from rdvq.errors import BitstreamError, InvalidHeaderError, SizeLimitError
 from rdvq.image_io import read_image
@@ -150,7 +150,8 @@ def test_mutated_files_of_a_trained_model(trained_file, seed: int) -> None:
 
 def test_hypervq_tiles_see_the_whole_receptive_field() -> None:
     """Coding tile by tile must predict what the whole hyper-latent predicts (the halo is wide enough)."""
-    from rdvq.entropy.hypervq import HALO, HyperPrior, tile_spans
+    from rdvq.entropy.hypervq import HyperPrior
+    from rdvq.hyper.tiles import HALO, tile_spans
 
     torch.manual_seed(0)
     prior = HyperPrior(dim=8, channels=4, hidden=16, diagonal=False).eval()

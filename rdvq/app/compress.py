@@ -37,27 +37,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
     parser.add_argument("--engine", choices=ENGINES, default="auto", help="probability engine (auto: Triton for CUDA tensors, numba on the CPU)")
     parser.add_argument("--device", default="cpu", help="torch device for the networks (default: cpu)")
     if compress:
-        parser.add_argument(
-            "--top-k", type=int, default=None, help="bounded tail floor: model only the k most likely indices per position"
-        )
-        parser.add_argument(
-            "--search-width", type=int, default=None,
-            help="with --top-k (HyperVQ): take the k candidates from about W codewords near each predicted mean, "
-            "not from all (faster for large codebooks, costs some rate)",
-        )
-        parser.add_argument(
-            "--slices", type=int, default=None,
-            help="rate control: code only the first T slices, the decoder completes the rest (default: all)",
-        )
-        parser.add_argument(
-            "--completion", choices=["argmax", "sample"], default="argmax",
-            help="how the decoder completes uncoded slices (default: argmax)",
-        )
-        parser.add_argument("--seed", type=int, default=0, help="seed of --completion sample, stored in the file")
-        parser.add_argument(
-            "--rdo-lambda", type=float, default=None,
-            help="entropy-constrained index selection: argmin ||y - e_k||^2 + L * bits(k) instead of the nearest codeword",
-        )
+        EncodeOptions.add_arguments(parser)
         parser.add_argument(
             "--recon-dir", help="also write the encoder's reconstruction as <name>.png here (what decompress must produce)"
         )
@@ -91,14 +71,7 @@ def run(command: str, argv: list[str]) -> int:
     compress = command == "compress"
     outputs = _outputs(args.inputs, args.output, args.out_dir, SUFFIX if compress else ".png")
     _check_free(outputs, args.force)
-    options = (
-        EncodeOptions(
-            top_k=args.top_k, search_width=args.search_width, slices=args.slices, completion=args.completion,
-            seed=args.seed, rdo_lambda=args.rdo_lambda,
-        )
-        if compress
-        else None
-    )
+    options = EncodeOptions.from_arguments(args) if compress else None
     codec = ImageCodec.from_checkpoint(args.ckpt, engine=args.engine, device=args.device)
     failures = 0
     for source, target in zip(args.inputs, outputs):

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import itertools
-import math
 import re
 import sys
 import time
@@ -39,7 +37,7 @@ from rdvq.sample_photos import sample_photo_paths
 from rdvq.sweep_manifest import read_manifest
 
 KODAK = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "kodak"  # ../shared/datasets/kodak of the repo
-_MEANS = {  # results key -> Evaluation.mean() key
+_MEANS = {  # results key -> Evaluation.summary() key
     "psnr-rgb": "psnr", "ms-ssim-rgb": "ms_ssim", "lpips-alex": "lpips", "dists": "dists",
     "encoding_time": "encode_seconds", "decoding_time": "decode_seconds", "estimated_bpp": "estimated_bpp",
 }
@@ -52,14 +50,6 @@ class Source:
     group: str  # checkpoints of one group form one curve across checkpoints (a sweep manifest is a group)
 
 
-def setting_label(options: EncodeOptions) -> str:
-    """``T=8 rdo=0.5 k=64`` for the encoder settings a point was made with ("default": none)."""
-    parts = [f"T={options.slices}" if options.slices is not None else "",
-             f"rdo={options.rdo_lambda:g}" if options.rdo_lambda is not None else "",
-             f"k={options.top_k}" if options.top_k is not None else ""]
-    return " ".join(p for p in parts if p) or "default"
-
-
 @dataclass
 class Point:
     source: Source
@@ -68,7 +58,7 @@ class Point:
     files: Path
 
     def setting(self) -> str:
-        return setting_label(self.options)
+        return self.options.label()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,9 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-images", type=int, help="only the first N images (sorted by path)")
     parser.add_argument("--out-dir", help="output folder (default: runs/eval-<time>)")
     parser.add_argument("--force", action="store_true", help="write into a non-empty --out-dir")
-    parser.add_argument("--slices", type=int, nargs="+", help="rate control: code only the first T slices (one point per value)")
-    parser.add_argument("--rdo-lambda", type=float, nargs="+", help="entropy-constrained index selection (one point per value)")
-    parser.add_argument("--top-k", type=int, nargs="+", help="bounded tail floor (one point per value)")
+    EncodeOptions.add_arguments(parser, sweep=True)
     parser.add_argument("--curves", choices=["auto", "per-checkpoint", "across-checkpoints"], default="auto",
                         help="how points form curves (auto: per checkpoint when several settings are given)")
     parser.add_argument("--name", help="name of the curve (when the command makes a single curve)")
@@ -101,8 +89,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> list[EncodeOptions]:
-    grid = itertools.product(args.slices or [None], args.rdo_lambda or [None], args.top_k or [None])
-    return [EncodeOptions(slices=s, rdo_lambda=r, top_k=k) for s, r, k in grid]  # invalid values: ConfigError
+    return EncodeOptions.sweep(args)  # invalid values: ConfigError
 
 
 def _label(path: Path) -> str:
@@ -172,8 +159,8 @@ def _slug(text: str) -> str:
 def _curve(name: str, points: list[Point], labels: list[str], dataset: str) -> RDCurve:
     """The curve of ``points`` in CompressAI's layout, sorted by rate; a metric missing at any
     point (no weights, images too small) is left out and listed as unavailable."""
-    order = sorted(range(len(points)), key=lambda i: points[i].evaluation.mean()["bpp"])
-    means = [points[i].evaluation.mean() for i in order]
+    order = sorted(range(len(points)), key=lambda i: points[i].evaluation.summary()["bpp"])
+    means = [points[i].evaluation.summary() for i in order]
     results: dict[str, list[float]] = {"bpp": [m["bpp"] for m in means]}
     unavailable = []
     for key, field in _MEANS.items():
@@ -186,8 +173,7 @@ def _curve(name: str, points: list[Point], labels: list[str], dataset: str) -> R
     meta = {"source": f"rdvq eval {__version__}", "dataset": dataset, "images": len(first.images),
             "bpp": "file size x 8 / original pixels, mean over images", "unavailable": unavailable}
     described = [
-        {"label": labels[i], "checkpoint": str(points[i].source.path), "slices": points[i].options.slices,
-         "rdo_lambda": points[i].options.rdo_lambda, "top_k": points[i].options.top_k,
+        {"label": labels[i], "checkpoint": str(points[i].source.path), **points[i].options.columns(),
          "bit_exact": points[i].evaluation.all_exact, "files": str(points[i].files)}
         for i in order
     ]
@@ -232,30 +218,33 @@ def _format(value: float | None, spec: str, unit: str = "") -> str:
 
 
 def _summary_line(point: Point) -> str:
-    m = point.evaluation.mean()
+    m = point.evaluation.summary()
     exact = sum(r.exact for r in point.evaluation.images)
-    ms_db = None if m["ms_ssim"] is None else -10 * math.log10(max(1e-12, 1 - m["ms_ssim"]))
     return (f"{point.source.label} [{point.setting()}]: {m['bpp']:.4f} bpp  PSNR {m['psnr']:.2f} dB  "
-            f"MS-SSIM {_format(m['ms_ssim'], '.4f')} ({_format(ms_db, '.2f', ' dB')})  "
+            f"MS-SSIM {_format(m['ms_ssim'], '.4f')} ({_format(m['ms_ssim_db'], '.2f', ' dB')})  "
             f"LPIPS {_format(m['lpips'], '.4f')}  DISTS {_format(m['dists'], '.4f')}  "
             f"enc {m['encode_seconds']:.3f} s  dec {m['decode_seconds']:.3f} s  "
             f"bit-exact {exact}/{len(point.evaluation.images)}")
 
 
-def _csv_value(value: Any) -> Any:
-    return "unavailable" if value is None else value
+def _csv_value(name: str, value: Any, settings: set[str]) -> Any:
+    """An encoder setting left at the model's default is an empty cell; a metric that could not be
+    computed (no weights, image too small) is "unavailable"."""
+    if value is None:
+        return "" if name in settings else "unavailable"
+    return value
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    settings = set(EncodeOptions().columns())
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows({k: _csv_value(v) for k, v in row.items()} for row in rows)
+        writer.writerows({k: _csv_value(k, v, settings) for k, v in row.items()} for row in rows)
 
 
 def _point_columns(point: Point) -> dict[str, Any]:
-    return {"checkpoint": str(point.source.path), "label": point.source.label, "slices": point.options.slices,
-            "rdo_lambda": point.options.rdo_lambda, "top_k": point.options.top_k}
+    return {"checkpoint": str(point.source.path), "label": point.source.label, **point.options.columns()}
 
 
 def run(argv: list[str]) -> int:
@@ -279,7 +268,7 @@ def run(argv: list[str]) -> int:
     for source in sources:
         codec = ImageCodec.from_checkpoint(source.path, engine=args.engine, device=args.device)
         for options in settings:
-            label = f"{source.label} [{setting_label(options)}]"
+            label = f"{source.label} [{options.label()}]"
             files = out / "files" / _slug(f"p{len(points) + failures:02d}_{label}")
             try:
                 evaluation = evaluate(codec, images, options=options, lpips=lpips, dists=dists, files=files,
@@ -315,8 +304,7 @@ def _write_outputs(out: Path, points: list[Point], curves: list[RDCurve], anchor
         written.append(out / f"{stem}.json")
     rows = [{**_point_columns(p), **{k: v for k, v in r.items()}} for p in points for r in p.evaluation.rows()]
     _write_csv(out / "per_image.csv", rows)
-    means = [{**_point_columns(p), "images": len(p.evaluation.images), "bit_exact": p.evaluation.all_exact,
-              **p.evaluation.mean()} for p in points]
+    means = [{**_point_columns(p), **p.evaluation.summary()} for p in points]
     _write_csv(out / "points.csv", means)
     written += [out / "per_image.csv", out / "points.csv"]
     table = bd_table(curves, anchors, method)

@@ -11,10 +11,8 @@ import sys
 import warnings
 from typing import NoReturn
 
+from rdvq.app.commands import CODEC_COMMANDS, TRAINING_COMMANDS
 from rdvq.errors import RdvqError
-
-TRAINING_COMMANDS = ("fit", "validate", "test")
-CODEC_COMMANDS = ("compress", "decompress")
 
 USAGE = """usage: rdvq <command> [options]
 

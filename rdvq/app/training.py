@@ -4,7 +4,7 @@ YAML configs live in ``experiments/``; the parser runs in omegaconf+ mode: confi
 ``${...}`` interpolation, resolved after command-line overrides. ``--model.init_from PATH`` loads
 weights only, for moving between stages.
 
-Run paths (see :mod:`callbacks.run_paths`): ``trainer.default_root_dir`` is the run directory and
+Run paths (see :mod:`rdvq.run_paths`): ``trainer.default_root_dir`` is the run directory and
 the only path a config sets; loggers' ``save_dir`` and checkpoint callbacks' ``dirpath`` are linked
 to it at parse time, so a printed config reruns wherever ``--trainer.default_root_dir`` points. A
 run's checkpoint folder belongs to that run alone: ``rdvq fit`` without ``--ckpt_path`` refuses a
@@ -27,9 +27,9 @@ from lightning_fabric.utilities.rank_zero import rank_zero_info, rank_zero_only
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
-from callbacks.run_paths import checkpoint_dir, checkpoint_dir_for, run_dir_for
+from rdvq.run_paths import checkpoint_dir, checkpoint_dir_for, run_dir_for
 from rdvq.atomic_checkpoint_io import AtomicCheckpointIO
-from rdvq.app.main import TRAINING_COMMANDS
+from rdvq.app.commands import TRAINING_COMMANDS
 from rdvq.errors import CheckpointError, ConfigError, RdvqError
 from rdvq.stages import CodecStage
 

@@ -31,12 +31,10 @@ from rdvq.errors import (
     UnsupportedVersionError,
 )
 
-MAGIC = b"RDVQ"
-VERSION = 2
-FINGERPRINT_BYTES = 8
-MAX_SIDE = 1 << 20
+from rdvq.coding.format import FINGERPRINT_BYTES, MAGIC, MAX_SIDE, VERSION
+from rdvq.coding.format import MAX_VARINT_BYTES as _MAX_VARINT_BYTES
+
 _PREFIX = len(MAGIC) + 1 + 4
-_MAX_VARINT_BYTES = 9  # 63 bits
 
 
 @dataclass(frozen=True)

@@ -21,18 +21,14 @@ from typing import Any
 
 import torch
 
-from rdvq.checkpointing import read_checkpoint, read_codec_description
+from rdvq.checkpointing import read_checkpoint
 from rdvq.codec import container
 from rdvq.codec.latent import LatentCodec
-from rdvq.codec.vq import VQCodec
+from rdvq.codec.registry import codec_from_checkpoint
 from rdvq.coding.engine import EngineName
 from rdvq.encode_options import EncodeOptions
-from rdvq.errors import CheckpointError, DecodeMismatchError, ModelMismatchError, SizeLimitError
+from rdvq.errors import DecodeMismatchError, ModelMismatchError, SizeLimitError
 from rdvq.padding import pad_to_multiple, padded_size
-from rdvq.codec.sq import SQCodec
-
-# Codec families by name, with the id the container records. A new family is one entry here.
-FAMILIES: dict[str, tuple[int, type[LatentCodec]]] = {"vq": (0, VQCodec), "sq": (1, SQCodec)}
 
 DEFAULT_MAX_PIXELS = 1 << 26  # 67 M pixels, e.g. 8192 x 8192
 
@@ -73,9 +69,14 @@ def symbol_crc(symbols: list[torch.Tensor]) -> int:
 
 
 class ImageCodec:
+    """Codes with ``latent`` as it stands: the module is put in eval mode and its coding tables are
+    refreshed, so wrap a copy of a module that is still training (``CodecStage.deployed_codec``)."""
+
     def __init__(self, latent: LatentCodec, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        latent.check_codable()
         self.latent = latent.eval()
-        self.family_id = FAMILIES[latent.family][0]
+        latent.refresh_tables()
+        self.family_id = latent.family_id
         self.max_pixels = max_pixels
         self.device = next(latent.parameters()).device
         self.fingerprint = model_fingerprint(latent)
@@ -92,12 +93,7 @@ class ImageCodec:
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> "ImageCodec":
         """The codec of a checkpoint already in memory (``source`` names it in errors)."""
-        description = read_codec_description(checkpoint, source)
-        if description["family"] not in FAMILIES:
-            raise CheckpointError(f"{source} holds a codec of unknown family {description['family']!r}")
-        family = FAMILIES[description["family"]][1]
-        latent = family.from_checkpoint(description, checkpoint["state_dict"], source, engine)
-        return cls(latent.to(device), max_pixels=max_pixels)
+        return cls(codec_from_checkpoint(checkpoint, source, engine).to(device), max_pixels=max_pixels)
 
     # ------------------------------------------------------------------ encoder
     @torch.no_grad()
@@ -137,8 +133,13 @@ class ImageCodec:
         if reconstruct:
             encoded.reconstruction = self.reconstruct(encoded.symbols, height, width)
         if estimate:
-            encoded.estimated_bits = self.latent.estimate_bits(analysis, encoded.symbols)
+            encoded.estimated_bits = self.estimate_bits(analysis, encoded.symbols)
         return encoded
+
+    @torch.no_grad()
+    def estimate_bits(self, analysis: Any, symbols: list[torch.Tensor]) -> float:
+        """The model's own estimate of the bits of ``symbols`` (what training minimizes)."""
+        return float(self.latent.symbol_bits(analysis, [s.to(self.device) for s in symbols]).sum())
 
     def compress(self, image: torch.Tensor, options: EncodeOptions = EncodeOptions()) -> bytes:
         """Just the file."""

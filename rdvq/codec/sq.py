@@ -1,12 +1,12 @@
 """The scalar-quantization codec family: a mean-scale hyperprior whose latents are rounded around
 their predicted means (USQ) or trellis-coded (TCQ), in the shared container.
 
-Checkpoint layout (every SQ stage): the network under ``model.``; the codec description holds
-``{"model": ScalarCodecConfig}``. A file holds one stream and no parameters; its model id is the
-quantizer (0 USQ, 1 TCQ with 4 states, 2 TCQ with 8). The stream: the hyper-latent (as HyperVQ
-codes it, under the ``EntropyBottleneck``'s tables), then the latents tile by tile (16 x 16
-hyper-latent cells, raster order; the means and scales of a tile come from the hyper-synthesis of
-the tile plus 3 cells of context). USQ codes a tile's levels under the ``GaussianConditional`` table
+One module for every SQ stage: the network under ``model.`` (``codec.model.*`` in checkpoints); the
+codec description holds ``{"model": ScalarCodecConfig}``. A file holds one stream and no
+parameters; its model id is the quantizer (0 USQ, 1 TCQ with 4 states, 2 TCQ with 8). The stream:
+the hyper-latent (as HyperVQ codes it, under the ``EntropyBottleneck``'s tables), then the latents
+tile by tile (:mod:`rdvq.hyper.tiles`; the means and scales of a tile come from the
+hyper-synthesis of the tile and its halo). USQ codes a tile's levels under the ``GaussianConditional`` table
 of each latent's scale; TCQ codes a tile column by column (each row of each channel is a trellis
 that starts in state 0), every index under the table of its scale and of the quantizer its state
 selects, so the decoder follows the states as it decodes. Symbols: the hyper-latent's integers and
@@ -23,20 +23,21 @@ from typing import Any
 
 import torch
 
-from rdvq.checkpointing import load_strict
+from torch import nn
+
 from rdvq.codec.latent import CodedSymbols, LatentCodec
 from rdvq.coding import IndexDecoder, IndexEncoder, QuantizedCdfs, decode_indexed, encode_indexed
 from rdvq.coding.engine import EngineName
+from rdvq.coding.header import HeaderSchema
 from rdvq.encode_options import EncodeOptions
-from rdvq.entropy import bottleneck as side
 from rdvq.errors import CheckpointError, ConfigError, InvalidHeaderError, ModelMismatchError
+from rdvq.hyper import bottleneck as side
+from rdvq.hyper.tiles import join_tiles
 from rdvq.sq import gaussian
 from rdvq.sq.config import ScalarCodecConfig
 from rdvq.sq.cells import rounding_minima
-from rdvq.sq.model import STRIDE, ScalarHyperprior, join_tiles, tile_spans
+from rdvq.sq.model import STRIDE, ScalarHyperprior
 from rdvq.sq.trellis import reconstruction_levels, viterbi
-
-MODEL_PREFIX = "model."
 
 
 def _used_tables(tables: torch.Tensor, cdfs: QuantizedCdfs) -> tuple[torch.Tensor, QuantizedCdfs]:
@@ -49,11 +50,6 @@ def _used_tables(tables: torch.Tensor, cdfs: QuantizedCdfs) -> tuple[torch.Tenso
     return torch.searchsorted(used, tables.contiguous()), subset
 
 
-def sq_description(config: ScalarCodecConfig) -> dict[str, Any]:
-    """The configuration parts of an SQ checkpoint's codec description."""
-    return {"model": config.to_dict()}
-
-
 @dataclass
 class SQAnalysis:
     y: torch.Tensor  # (1, M, H/16, W/16) latents
@@ -62,17 +58,24 @@ class SQAnalysis:
 
 class SQCodec(LatentCodec):
     family = "sq"
+    family_id = 1
+    header = HeaderSchema("the scalar codec")  # no parameters; the model id names the quantizer
 
     def __init__(self, model: ScalarHyperprior, engine: EngineName = "auto") -> None:
         super().__init__()
         if engine == "triton":
             raise ConfigError("the scalar codec has no probability engine to run on Triton (its tables are CompressAI's)")
-        self.model = model.eval()
-        if not side.has_tables(model.entropy_bottleneck):
-            model.update_tables()
-        gaussian.check_tables(model.gaussian_conditional)
-        self._gaussian_cdfs = QuantizedCdfs.from_entropy_model(model.gaussian_conditional)
-        self._trellis_cdfs = None if model.trellis is None else QuantizedCdfs.from_entropy_model(model.trellis_tables)
+        self.model = model
+        self._gaussian_cdfs: QuantizedCdfs | None = None  # derived by refresh_tables
+        self._trellis_cdfs: QuantizedCdfs | None = None
+
+    @classmethod
+    def from_description(
+        cls, description: dict[str, Any], source: str, *, coding_only: bool, engine: EngineName = "auto"
+    ) -> "SQCodec":
+        if not isinstance(description.get("model"), dict):
+            raise CheckpointError(f"{source} has no scalar codec configuration")
+        return cls(ScalarHyperprior(ScalarCodecConfig.from_dict(description["model"]), coding_only=coding_only), engine)
 
     @property
     def config(self) -> ScalarCodecConfig:
@@ -89,22 +92,33 @@ class SQCodec(LatentCodec):
         return frozenset({"rdo_lambda"})
 
     def description(self) -> dict[str, Any]:
-        return sq_description(self.config)
+        return {"model": self.config.to_dict()}
 
-    @classmethod
-    def from_checkpoint(
-        cls, description: dict[str, Any], state_dict: dict[str, torch.Tensor], source: str, engine: EngineName
-    ) -> "SQCodec":
-        if not isinstance(description.get("model"), dict):
-            raise CheckpointError(f"{source} has no scalar codec configuration")
-        model = ScalarHyperprior(ScalarCodecConfig.from_dict(description["model"]), coding_only=True)
-        load_strict(model, state_dict, MODEL_PREFIX, source)
-        return cls(model, engine)
+    # ------------------------------------------------------------------ training
+    def trainable_parts(self) -> dict[str, nn.Module]:
+        return {"decoder": self.model.g_s, "hyper_decoder": self.model.h_s}
+
+    def aux_parameters(self) -> list[nn.Parameter]:
+        return [self.model.entropy_bottleneck.quantiles]
+
+    def aux_loss(self) -> torch.Tensor:
+        return self.model.aux_loss()
+
+    def refresh_tables(self) -> None:
+        """The hyper-latent's tables from the bottleneck's density (the latents' tables depend on
+        the fixed scale table only)."""
+        self.model.update_tables()
+        self._gaussian_cdfs = QuantizedCdfs.from_entropy_model(self.model.gaussian_conditional)
+        if self.model.trellis is not None:
+            self._trellis_cdfs = QuantizedCdfs.from_entropy_model(self.model.trellis_tables)
+
+    def _ensure_tables(self) -> None:
+        if self._gaussian_cdfs is None:
+            self.refresh_tables()
 
     # ------------------------------------------------------------------ shared geometry
     def _medians(self) -> torch.Tensor:
-        quantiles = self.model.entropy_bottleneck.quantiles
-        return quantiles[:, 0, 1].detach().reshape(1, -1, 1, 1)
+        return side.medians(self.model.entropy_bottleneck)
 
     def hyper_latent(self, z_symbols: torch.Tensor) -> torch.Tensor:
         """The decoded hyper-latent from its integers (the same float operations as the coding path)."""
@@ -122,6 +136,7 @@ class SQCodec(LatentCodec):
 
     def encode(self, analysis: SQAnalysis, options: EncodeOptions) -> CodedSymbols:
         options.check_supported(self.options, f"the scalar codec ({self.config.quantizer})")
+        self._ensure_tables()
         trellis_lambda = self.config.trellis_lambda if options.rdo_lambda is None else options.rdo_lambda
         encoder = IndexEncoder()
         z_hat = side.encode_hyper(self.model.entropy_bottleneck, analysis.z, encoder)
@@ -135,9 +150,9 @@ class SQCodec(LatentCodec):
             else:
                 levels = self._encode_trellis_tile(encoder, residual, tables, trellis_lambda)
             tiles.append(levels.unsqueeze(0))
-        levels = join_tiles(tiles, len(tile_spans(z_hat.shape[-1])))
+        levels = join_tiles(tiles, z_hat.shape[-1])
         z_symbols = torch.round(z_hat - self._medians()).to(torch.int64).cpu()
-        return CodedSymbols(self.config.model_id, (), [encoder.finish()], [z_symbols, levels.cpu()])
+        return CodedSymbols(self.config.model_id, self.header.pack(), [encoder.finish()], [z_symbols, levels.cpu()])
 
     def _round(self, residual: torch.Tensor, tables: torch.Tensor, lmbda: float | None) -> torch.Tensor:
         """USQ levels: rounding, or with ``lmbda`` the exact entropy-constrained choice per latent;
@@ -167,12 +182,10 @@ class SQCodec(LatentCodec):
             encode_indexed(encoder, indices[..., column], *_used_tables(rows[..., column], self._trellis_cdfs))
         return reconstruction_levels(indices, quantizers)
 
-    def estimate_bits(self, analysis: SQAnalysis, symbols: list[torch.Tensor]) -> float:
-        return float(self.symbol_bits(symbols).sum())
-
-    def symbol_bits(self, symbols: list[torch.Tensor]) -> torch.Tensor:
+    def symbol_bits(self, analysis: SQAnalysis | None, symbols: list[torch.Tensor]) -> torch.Tensor:
         """Bits per image of (a batch of) symbol sets under the model, differentiable in the
-        hyper-synthesis: the hyper-latent under the bottleneck, the latents under their Gaussians."""
+        hyper-synthesis: the hyper-latent under the bottleneck, the latents under their Gaussians.
+        The symbols alone determine them, so ``analysis`` may be None."""
         z_hat = self.hyper_latent(symbols[0])
         _, scales = self.model.tiled_gaussians(z_hat)
         return self.model.hyper_bits(z_hat) + self.model.level_bits(symbols[1].to(scales.device), scales)
@@ -183,10 +196,10 @@ class SQCodec(LatentCodec):
     ) -> list[torch.Tensor]:
         if model_id != self.config.model_id:
             raise ModelMismatchError(f"file uses scalar quantizer {model_id}, this checkpoint has {self.config.model_id}")
-        if len(streams) != 1 or parameters:
-            raise InvalidHeaderError(
-                f"file has {len(streams)} streams and {len(parameters)} parameters; the scalar codec writes 1 and 0"
-            )
+        if len(streams) != 1:
+            raise InvalidHeaderError(f"file has {len(streams)} streams; the scalar codec writes 1")
+        self.header.unpack(parameters)
+        self._ensure_tables()
         decoder = IndexDecoder(streams[0])
         device = self._medians().device
         hyper_size = (padded[0] // STRIDE, padded[1] // STRIDE)
@@ -199,7 +212,7 @@ class SQCodec(LatentCodec):
             else:
                 levels = self._decode_trellis_tile(decoder, tables)
             tiles.append(levels.unsqueeze(0))
-        levels = join_tiles(tiles, len(tile_spans(hyper_size[1])))
+        levels = join_tiles(tiles, hyper_size[1])
         z_symbols = torch.round(z_hat - self._medians()).to(torch.int64).cpu()
         return [z_symbols, levels]
 

@@ -33,6 +33,7 @@ import functools
 import numpy as np
 import torch
 
+from rdvq.coding.format import LEAF_SIZE  # most codewords per cluster: chosen by benchmarks/candidate_search.py
 from rdvq.coding.probability import (
     NUM_BUCKETS,
     TOTAL,
@@ -55,7 +56,6 @@ def check_search_width(top_k: int | None, search_width: int | None) -> None:
         raise ConfigError(f"search_width ({search_width}) must be at least top_k ({top_k})")
 
 
-LEAF_SIZE = 64  # most codewords per cluster: chosen by benchmarks/candidate_search.py
 
 
 class CodebookClusters:

@@ -22,11 +22,10 @@ from functools import cached_property
 
 import torch
 
+from rdvq.coding.format import COMPRESSAI_PRECISION
 from rdvq.coding.probability import PRECISION, TOTAL
 from rdvq.coding.range_coder import IndexDecoder, IndexEncoder, PreparedRow
 from rdvq.errors import CheckpointError
-
-COMPRESSAI_PRECISION = 16
 
 
 @dataclass(frozen=True)

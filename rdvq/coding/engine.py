@@ -40,16 +40,16 @@ import numpy as np
 import torch
 
 from rdvq.coding import probability as ref
-from rdvq.coding.candidate_search import LEAF_SIZE, CodebookClusters, check_search_width, searched_table
+from rdvq.coding.candidate_search import CodebookClusters, check_search_width, searched_table
+from rdvq.coding.format import CODING_BLOCK_CELLS, LEAF_SIZE
 from rdvq.coding.probability import FixedPointCodebook, GaussianParameters
 from rdvq.coding.range_coder import IndexDecoder, IndexEncoder
 from rdvq.coding.tables import FrequencyTable
-from rdvq.errors import ConfigError
+from rdvq.errors import ConfigError, InvalidHeaderError
 
 EngineName = Literal["auto", "torch", "numba", "triton"]
 ENGINES = ("auto", "torch", "numba", "triton")
 KERNEL_ENTRY_POINTS = "rdvq.probability_kernels"
-CODING_BLOCK_CELLS = 1 << 22
 # The numba path works on row chunks of this many cells (2 MiB of float64): cache-sized.
 _CPU_CHUNK_CELLS = 1 << 18
 # The pruned tail-floor search pays for itself for codebooks at least this large and this many
@@ -114,6 +114,17 @@ def _spans(count: int, step: int) -> Iterator[slice]:
         yield slice(start, min(start + step, count))
 
 
+def tail_floor(top_k: int | None, alphabet_size: int) -> int | None:
+    """The tail floor an encoder applies: ``top_k``, or None (off) when it would keep every symbol."""
+    return top_k if top_k is not None and top_k < alphabet_size else None
+
+
+def check_tail_floor(top_k: int, alphabet_size: int) -> None:
+    """Refuse a file's tail floor (0: off) that no encoder writes for this alphabet."""
+    if top_k >= alphabet_size:
+        raise InvalidHeaderError(f"tail floor top_k={top_k} is not below the codebook size {alphabet_size}")
+
+
 class ProbabilityEngine:
     """Turns logits or Gaussians into frequency tables and codes symbols under them.
 
@@ -172,9 +183,6 @@ class ProbabilityEngine:
                 "(set TRITON_INTERPRET=1 before starting Python to run the kernel on the CPU)"
             )
         return "triton"
-
-    def uses_triton(self, device: torch.device) -> bool:
-        return self.backend(device) == "triton"
 
     def _compact(self, alphabet_size: int) -> bool:
         return self.top_k is not None and self.top_k < alphabet_size

@@ -29,17 +29,13 @@ import torch
 from rdvq.coding.tables import FrequencyTable
 from rdvq.errors import ProbabilityError
 
-PRECISION = 24
+from rdvq.coding.format import BUCKETS_PER_NAT, CODEBOOK_BITS, DIM_WEIGHT_BITS, NUM_BUCKETS, PRECISION, WEIGHT_BITS
+
 TOTAL = 1 << PRECISION
-BUCKETS_PER_NAT = 64
-NUM_BUCKETS = 2048
-WEIGHT_BITS = 30
 MAX_CODEBOOK_SIZE = TOTAL - 2
 # Fixed point for codebooks: the largest |component| maps to at most 2^CODEBOOK_BITS. Means are
 # clamped to the largest range that keeps every integer distance below 2^53 (see mean_bits), so
 # float64 matmuls of these integers are exact, in any reduction order.
-CODEBOOK_BITS = 12
-DIM_WEIGHT_BITS = 12
 MAX_DIM = 1024
 SIGMA_RANGE = (1e-6, 1e6)
 

@@ -7,13 +7,15 @@ a model may send fewer indices than it was given and let the decoder complete th
 other indices than the nearest codewords, so the codec checks and reconstructs from what
 ``compress`` says the decoder sees, never from the encoder's input. :meth:`decompress` reads the
 same streams and parameters back and validates them: a parameter or stream count this model does
-not write is an :class:`~rdvq.errors.InvalidHeaderError`.
+not write is an :class:`~rdvq.errors.InvalidHeaderError`. A model declares its header fields as data
+(:attr:`IndexEntropyModel.header`, a :class:`~rdvq.coding.header.HeaderSchema`).
 
 Each model owns the range coder of its streams, so it may evaluate its network between decoding
 steps (a masked transformer decodes slice by slice).
 
 Adding a model: one module with a config dataclass (a ``kind: Literal[...]`` field first) and a
-subclass of :class:`IndexEntropyModel`, plus one entry in :mod:`rdvq.entropy.registry`.
+subclass of :class:`IndexEntropyModel` (its ``kind``, ``model_id``, ``header`` and ``options``), plus
+one entry in :mod:`rdvq.entropy.registry`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from torch import nn
 
 from rdvq.coding import FixedPointCodebook, ProbabilityEngine
 from rdvq.coding.engine import EngineName
+from rdvq.coding.header import HeaderSchema
 from rdvq.config_dict import DictConfig
 from rdvq.encode_options import EncodeOptions
 from rdvq.errors import InvalidHeaderError
@@ -92,13 +95,15 @@ class IndexEntropyModel(nn.Module):
     """Base class.
 
     ``kind`` names the model in configs, ``model_id`` in the bitstream (it never changes for a
-    model), ``config_class`` is its configuration dataclass and ``options`` the encoder options
-    (:class:`~rdvq.encode_options.EncodeOptions` fields) it implements.
+    model), ``config_class`` is its configuration dataclass, ``header`` the fields it writes into
+    the container and ``options`` the encoder options (:class:`~rdvq.encode_options.EncodeOptions`
+    fields) it implements. Every model writes one stream.
     """
 
     kind: ClassVar[str]
     model_id: ClassVar[int]
     config_class: ClassVar[type[DictConfig]]
+    header: ClassVar[HeaderSchema]
     options: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
@@ -122,21 +127,9 @@ class IndexEntropyModel(nn.Module):
         """A loss that fits :meth:`aux_parameters`, independent of the data (zero if there are none)."""
         return torch.zeros(())
 
-    def parameter_groups(self, aux_lr: float) -> list[dict[str, Any]]:
-        """Optimizer groups: the main parameters, then the aux ones at ``aux_lr`` (empty groups left out)."""
-        aux = {id(p) for p in self.aux_parameters()}
-        main = [p for p in self.parameters() if p.requires_grad and id(p) not in aux]
-        groups = [{"params": main}] if main else []
-        aux_params = [p for p in self.aux_parameters() if p.requires_grad]
-        return groups + ([{"params": aux_params, "lr": aux_lr}] if aux_params else [])
-
     # ------------------------------------------------------------------ coding
     def update_tables(self) -> None:
         """Refresh derived coding tables after the parameters changed (before any real coding)."""
-
-    def has_coding_tables(self) -> bool:
-        """False when the model needs :meth:`update_tables` before it can code."""
-        return True
 
     def compress(self, branches: list[BranchBatch], context: CodingContext, options: EncodeOptions) -> CompressedIndices:
         """Code one image's indices (batch size 1)."""
@@ -149,14 +142,9 @@ class IndexEntropyModel(nn.Module):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ header checks
-    def check_header(
-        self, streams: list[bytes], parameters: tuple[int, ...], num_streams: int, num_parameters: int | tuple[int, ...]
-    ) -> None:
-        """Refuse a file whose stream or parameter count is not what this model writes
-        (``num_parameters``: the count, or the counts this model may write)."""
-        counts = (num_parameters,) if isinstance(num_parameters, int) else num_parameters
-        if len(streams) != num_streams or len(parameters) not in counts:
-            raise InvalidHeaderError(
-                f"file has {len(streams)} streams and {len(parameters)} parameters; "
-                f"entropy model {self.kind} writes {num_streams} and {' or '.join(map(str, counts))}"
-            )
+    def read_header(self, streams: list[bytes], parameters: tuple[int, ...]) -> dict[str, int | None]:
+        """The file's named header values, or :class:`InvalidHeaderError` for a stream count, a
+        parameter count or a value this model never writes."""
+        if len(streams) != 1:
+            raise InvalidHeaderError(f"file has {len(streams)} streams; entropy model {self.kind} writes 1")
+        return self.header.unpack(parameters)

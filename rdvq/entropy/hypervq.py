@@ -7,17 +7,14 @@ probabilities are ``softmax_k(-||e_k - mu||^2 / (2 sigma^2))`` over the codeword
 rate includes the hyper-latent bits.
 
 Coding: one range-coded stream, branch after branch, each its hyper-latent (under the
-bottleneck's own 16-bit tables, see :mod:`rdvq.entropy.bottleneck`) followed by its indices under
+bottleneck's own 16-bit tables, see :mod:`rdvq.hyper.bottleneck`) followed by its indices under
 the Gaussians predicted from the *decoded* hyper-latent. The header parameters are the bounded
 tail floor ``top_k`` (0: off) and, only when the candidates were searched
 (:mod:`rdvq.coding.candidate_search`), the search width. A model built with ``coding_only``
 (what ``ImageCodec`` loads) holds the bottleneck's tensors without importing CompressAI.
 
-Indices are predicted and coded tile by tile (:data:`TILE` x :data:`TILE` hyper-latent cells,
-with a halo covering the hyper-synthesis' receptive field; tiles in raster order, indices in
-raster order inside a tile), the same tiles on both sides: the decoder's memory is bounded by one
-tile whatever size a file declares, and a stream that cannot hold the declared size stops at its
-first tile.
+Indices are predicted and coded tile by tile (:mod:`rdvq.hyper.tiles`, tiles in raster order,
+indices in raster order inside a tile), the same tiles on both sides.
 
 Entropy-constrained index selection (``--rdo-lambda``) is exact per position here: given the
 hyper-latent the indices are independent, so each position takes the index minimizing its
@@ -27,6 +24,7 @@ distortion plus lambda times its bits under the tile's coded table.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -35,10 +33,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from rdvq.coding import GaussianParameters, IndexDecoder, IndexEncoder
+from rdvq.coding.engine import check_tail_floor, tail_floor
+from rdvq.coding.header import HeaderField, HeaderSchema
+from rdvq.coding.index_selection import encode_selected
+from rdvq.coding.probability import MAX_CODEBOOK_SIZE
 from rdvq.coding.probability import mean_limit
 from rdvq.config_dict import DictConfig
 from rdvq.encode_options import EncodeOptions
-from rdvq.entropy import bottleneck as side
 from rdvq.entropy.base import (
     BranchBatch,
     CodingContext,
@@ -47,11 +48,9 @@ from rdvq.entropy.base import (
     RateEstimate,
     cross_entropy_bits,
 )
-from rdvq.entropy.index_selection import select_indices
 from rdvq.errors import ConfigError, InvalidHeaderError
-
-TILE = 16  # hyper-latent cells per side of a coding tile (64 x 64 indices)
-HALO = 3  # hyper-latent cells of context around a tile (the synthesis sees 2)
+from rdvq.hyper import bottleneck as side
+from rdvq.hyper.tiles import hyper_tiles
 _LOG_SIGMA_RANGE = (math.log(1e-3), math.log(1e2))
 _INITIAL_SIGMA = 0.5
 
@@ -93,7 +92,7 @@ class HyperPrior(nn.Module):
             nn.GELU(),
             nn.Conv2d(hidden, channels, 5, stride=2, padding=2),
         )
-        self.bottleneck = side.BottleneckSnapshot(channels) if coding_only else side.entropy_bottleneck(channels)
+        self.bottleneck = side.bottleneck(channels, coding_only)
         self.synthesis = nn.Sequential(
             nn.Conv2d(channels, hidden, 3, padding=1),
             nn.GELU(),
@@ -134,11 +133,6 @@ def clamp_passing_gradient(x: torch.Tensor, low: float, high: float) -> torch.Te
     return clamped.detach() + (x - x.detach())
 
 
-def tile_spans(length: int) -> list[tuple[int, int]]:
-    """[start, end) hyper-latent cells of the coding tiles along one axis."""
-    return [(start, min(start + TILE, length)) for start in range(0, length, TILE)]
-
-
 def gaussian_log_probs(mu: torch.Tensor, sigma: torch.Tensor, codewords: torch.Tensor) -> torch.Tensor:
     """log softmax_k(-sum_d (e_kd - mu_d)^2 / (2 sigma_d^2)) as (B, h, w, K).
 
@@ -168,6 +162,10 @@ class HyperVQModel(IndexEntropyModel):
     kind = "hypervq"
     model_id = 2
     config_class = HyperVQConfig
+    header = HeaderSchema("entropy model hypervq", (
+        HeaderField("top_k", MAX_CODEBOOK_SIZE),  # bounded tail floor, 0: off
+        HeaderField("search_width", MAX_CODEBOOK_SIZE, optional=True),  # only when the candidates were searched
+    ))
     options = frozenset({"top_k", "search_width", "rdo_lambda"})
 
     def __init__(
@@ -205,12 +203,9 @@ class HyperVQModel(IndexEntropyModel):
         for prior in self.priors:
             side.update_tables(prior.bottleneck)
 
-    def has_coding_tables(self) -> bool:
-        return all(side.has_tables(prior.bottleneck) for prior in self.priors)
-
     def compress(self, branches: list[BranchBatch], context: CodingContext, options: EncodeOptions) -> CompressedIndices:
         largest = max(c.size for c in context.codebooks)
-        top_k = options.top_k if options.top_k is not None and options.top_k < largest else None
+        top_k = tail_floor(options.top_k, largest)
         searched = top_k is not None and options.search_width is not None and options.search_width < largest
         width = options.search_width if searched else None
         engine = context.engine(top_k, width)
@@ -218,32 +213,26 @@ class HyperVQModel(IndexEntropyModel):
         sent = [b.indices.clone() if options.rdo_lambda is not None else b.indices for b in branches]
         for i, (prior, branch) in enumerate(zip(self.priors, branches)):
             z_hat = side.encode_hyper(prior.bottleneck, prior.analysis(branch.latents), encoder)
-            for (rows, cols), params in self._tiled_parameters(prior, z_hat, branch.indices.shape[-2:], context, i):
-                window = (0, slice(rows[0], rows[1]), slice(cols[0], cols[1]))
+            for window, params in self._tiled_parameters(prior, z_hat, branch.indices.shape[-2:], context, i):
                 if options.rdo_lambda is None:
-                    engine.encode_gaussian(encoder, branch.indices[window].reshape(-1), params, context.codebooks[i])
+                    engine.encode_gaussian(encoder, branch.indices[(0, *window)].reshape(-1), params, context.codebooks[i])
                     continue
                 # Entropy-constrained selection, exact per position: given the hyper-latent the
                 # indices are independent, so each one trades its own distortion and bits.
-                latents = branch.latents[0, :, rows[0] : rows[1], cols[0] : cols[1]].flatten(1).t()
-                chosen, start = [], 0
-                for table in engine.gaussian_tables(params, context.codebooks[i]):
-                    part = latents[start : start + table.num_positions]
-                    chosen.append(select_indices(part, context.codewords[i], table, options.rdo_lambda).cpu())
-                    encoder.encode(chosen[-1], table)
-                    start += table.num_positions
-                sent[i][window] = torch.cat(chosen).view(rows[1] - rows[0], cols[1] - cols[0]).to(sent[i].device)
-        parameters = (top_k, width) if searched else (top_k or 0,)
+                latents = branch.latents[(0, slice(None), *window)].flatten(1).t()
+                tables = engine.gaussian_tables(params, context.codebooks[i])
+                chosen = encode_selected(encoder, tables, latents, context.codewords[i], options.rdo_lambda)
+                sent[i][(0, *window)] = chosen.view(sent[i][(0, *window)].shape).to(sent[i].device)
+        parameters = self.header.pack(top_k=top_k or 0, search_width=width)
         return CompressedIndices(streams=[encoder.finish()], parameters=parameters, indices=sent)
 
     def decompress(
         self, streams: list[bytes], parameters: tuple[int, ...], shapes: list[tuple[int, int]], context: CodingContext
     ) -> list[torch.Tensor]:
-        self.check_header(streams, parameters, num_streams=1, num_parameters=(1, 2))
+        header = self.read_header(streams, parameters)
         largest = max(c.size for c in context.codebooks)
-        top_k, width = parameters[0], parameters[1] if len(parameters) == 2 else None
-        if top_k >= largest:
-            raise InvalidHeaderError(f"tail floor top_k={top_k} is not below the codebook size {largest}")
+        top_k, width = header["top_k"], header["search_width"]
+        check_tail_floor(top_k, largest)
         if width is not None and not 1 <= top_k <= width < largest:
             raise InvalidHeaderError(
                 f"search width {width} with tail floor top_k={top_k}: needs 1 <= top_k <= width < {largest}"
@@ -255,25 +244,21 @@ class HyperVQModel(IndexEntropyModel):
         for i, (prior, (h, w)) in enumerate(zip(self.priors, shapes)):
             z_hat = side.decode_hyper(prior.bottleneck, decoder, hyper_size(h, w), device)
             indices = torch.empty(1, h, w, dtype=torch.int64)
-            for (rows, cols), params in self._tiled_parameters(prior, z_hat, (h, w), context, i):
+            for window, params in self._tiled_parameters(prior, z_hat, (h, w), context, i):
                 tile = engine.decode_gaussian(decoder, params, context.codebooks[i])
-                indices[0, rows[0] : rows[1], cols[0] : cols[1]] = tile.reshape(rows[1] - rows[0], cols[1] - cols[0])
+                indices[(0, *window)] = tile.reshape(indices[(0, *window)].shape)
             out.append(indices)
         return out
 
     @staticmethod
-    def _tiled_parameters(prior: HyperPrior, z_hat: torch.Tensor, shape, context: CodingContext, i: int):
-        """(((first, end) index rows, (first, end) index columns), Gaussians of that tile) per tile."""
-        hyper_rows, hyper_cols = z_hat.shape[-2:]
-        for r0, r1 in tile_spans(hyper_rows):
-            for c0, c1 in tile_spans(hyper_cols):
-                top, bottom = max(0, r0 - HALO), min(hyper_rows, r1 + HALO)
-                left, right = max(0, c0 - HALO), min(hyper_cols, c1 + HALO)
-                mu, sigma = prior.gaussian(z_hat[..., top:bottom, left:right], 4 * (bottom - top), 4 * (right - left))
-                rows = (4 * r0, min(4 * r1, shape[0]))
-                cols = (4 * c0, min(4 * c1, shape[1]))
-                window = (..., slice(rows[0] - 4 * top, rows[1] - 4 * top), slice(cols[0] - 4 * left, cols[1] - 4 * left))
-                params = GaussianParameters.from_float(
-                    _flatten_positions(mu[window]), _flatten_positions(sigma[window]), context.codebooks[i]
-                )
-                yield (rows, cols), params
+    def _tiled_parameters(
+        prior: HyperPrior, z_hat: torch.Tensor, shape: tuple[int, int], context: CodingContext, i: int
+    ) -> Iterator[tuple[tuple[slice, slice], GaussianParameters]]:
+        """(the tile's index rows and columns, the Gaussians of its positions in raster order) per tile."""
+        for tile in hyper_tiles(tuple(z_hat.shape[-2:]), tuple(shape)):
+            mu, sigma = prior.gaussian(z_hat[(..., *tile.context)], *tile.synthesis_size)
+            params = GaussianParameters.from_float(
+                _flatten_positions(mu[(..., *tile.crop)]), _flatten_positions(sigma[(..., *tile.crop)]),
+                context.codebooks[i],
+            )
+            yield tile.latents, params

@@ -24,9 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-MAX_TILE_CELLS = 64
-MAX_GROUP_TOKENS = 16384
-MAX_WINDOW = 32
+from rdvq.coding.format import MAX_GROUP_TOKENS, MAX_TILE_CELLS, MAX_WINDOW
 
 
 def coding_order(shapes: list[tuple[int, int]]) -> list[int]:

@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 
 from rdvq.coding import IndexDecoder, IndexEncoder
+from rdvq.coding.header import HeaderSchema
 from rdvq.coding.probability import frequencies, logit_buckets
 from rdvq.config_dict import DictConfig
 from rdvq.encode_options import EncodeOptions
@@ -37,6 +38,7 @@ class StaticConfig(DictConfig):
 class StaticTableModel(IndexEntropyModel):
     kind = "static"
     model_id = 1
+    header = HeaderSchema("entropy model static")
     config_class = StaticConfig
 
     def __init__(self, codebook_sizes: list[int], smoothing: float = 0.5) -> None:
@@ -80,11 +82,11 @@ class StaticTableModel(IndexEntropyModel):
         encoder = IndexEncoder()
         for i, branch in enumerate(branches):
             encoder.encode_iid(branch.indices, self.row(i))
-        return CompressedIndices(streams=[encoder.finish()], parameters=(), indices=[b.indices for b in branches])
+        return CompressedIndices(streams=[encoder.finish()], parameters=self.header.pack(), indices=[b.indices for b in branches])
 
     def decompress(
         self, streams: list[bytes], parameters: tuple[int, ...], shapes: list[tuple[int, int]], context: CodingContext
     ) -> list[torch.Tensor]:
-        self.check_header(streams, parameters, num_streams=1, num_parameters=0)
+        self.read_header(streams, parameters)
         decoder = IndexDecoder(streams[0])
         return [decoder.decode_iid(h * w, self.row(i)).reshape(1, h, w) for i, (h, w) in enumerate(shapes)]

@@ -39,7 +39,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from rdvq.coding import IndexDecoder, IndexEncoder, ProbabilityEngine
-from rdvq.coding.probability import TOTAL
+from rdvq.coding.engine import check_tail_floor, tail_floor
+from rdvq.coding.header import VARINT_MAX, HeaderField, HeaderSchema
+from rdvq.coding.index_selection import encode_selected
+from rdvq.coding.probability import MAX_CODEBOOK_SIZE, TOTAL
 from rdvq.config_dict import DictConfig
 from rdvq.encode_options import COMPLETIONS, MAX_SEED, EncodeOptions
 from rdvq.entropy.base import (
@@ -50,7 +53,6 @@ from rdvq.entropy.base import (
     IndexEntropyModel,
     RateEstimate,
 )
-from rdvq.entropy.index_selection import select_indices
 from rdvq.entropy.slices import MAX_TILE_CELLS, MAX_WINDOW, Layout, Slice, SliceSchedule, WindowGroup, WindowPlan
 from rdvq.errors import ConfigError, InvalidHeaderError
 
@@ -286,6 +288,12 @@ class TransformerModel(IndexEntropyModel):
     model_id = 3
     config_class = TransformerConfig
     options = frozenset({"top_k", "slices", "completion", "seed", "rdo_lambda"})
+    header = HeaderSchema("entropy model transformer", (
+        HeaderField("top_k", MAX_CODEBOOK_SIZE),  # bounded tail floor, 0: off
+        HeaderField("slices", VARINT_MAX),  # slices coded; the decoder completes the rest
+        HeaderField("completion", len(COMPLETIONS) - 1),  # 0 argmax, 1 sampling
+        HeaderField("seed", MAX_SEED),  # of the sampling completion
+    ))
 
     def __init__(self, codebook_sizes: list[int], dim: int, config: TransformerConfig) -> None:
         super().__init__()
@@ -461,8 +469,7 @@ class TransformerModel(IndexEntropyModel):
         return complete
 
     def compress(self, branches: list[BranchBatch], context: CodingContext, options: EncodeOptions) -> CompressedIndices:
-        largest = max(c.size for c in context.codebooks)
-        top_k = options.top_k if options.top_k is not None and options.top_k < largest else None
+        top_k = tail_floor(options.top_k, max(c.size for c in context.codebooks))
         sent = self.num_slices if options.slices is None else options.slices
         if sent > self.num_slices:
             raise ConfigError(f"--slices {sent}: this model codes {self.num_slices} slices")
@@ -485,32 +492,23 @@ class TransformerModel(IndexEntropyModel):
                 engine.encode_logits(encoder, symbols, flat)
                 return symbols.view(logits.shape[:2])
             rows = latents[spec.branch][:, positions].flatten(0, 1)
-            chosen, start = [], 0
-            for table in engine.logit_tables(flat):
-                part = select_indices(rows[start : start + table.num_positions], context.codewords[spec.branch], table, options.rdo_lambda)
-                encoder.encode(part, table)
-                chosen.append(part.cpu())
-                start += table.num_positions
-            return torch.cat(chosen).view(logits.shape[:2])
+            chosen = encode_selected(encoder, engine.logit_tables(flat), rows, context.codewords[spec.branch], options.rdo_lambda)
+            return chosen.view(logits.shape[:2])
 
         maps = self.run_schedule(layout, groups, context.codewords, choose)
-        parameters = (top_k or 0, sent, COMPLETIONS.index(options.completion), options.seed)
+        parameters = self.header.pack(
+            top_k=top_k or 0, slices=sent, completion=COMPLETIONS.index(options.completion), seed=options.seed
+        )
         return CompressedIndices(streams=[encoder.finish()], parameters=parameters, indices=maps)
 
     def decompress(
         self, streams: list[bytes], parameters: tuple[int, ...], shapes: list[tuple[int, int]], context: CodingContext
     ) -> list[torch.Tensor]:
-        self.check_header(streams, parameters, num_streams=1, num_parameters=4)
-        top_k, sent, completion, seed = parameters
-        largest = max(c.size for c in context.codebooks)
-        if top_k >= largest:
-            raise InvalidHeaderError(f"tail floor top_k={top_k} is not below the codebook size {largest}")
+        header = self.read_header(streams, parameters)
+        top_k, sent, completion, seed = (header[name] for name in self.header.names())
+        check_tail_floor(top_k, max(c.size for c in context.codebooks))
         if not 1 <= sent <= self.num_slices:
             raise InvalidHeaderError(f"slice count {sent} outside 1..{self.num_slices}")
-        if completion >= len(COMPLETIONS):
-            raise InvalidHeaderError(f"completion mode {completion} is not one of 0 (argmax), 1 (sample)")
-        if seed > MAX_SEED:
-            raise InvalidHeaderError(f"completion seed {seed} exceeds {MAX_SEED}")
         engine = context.engine(top_k or None)
         decoder = IndexDecoder(streams[0])
         complete = self._completion(COMPLETIONS[completion], engine, seed)

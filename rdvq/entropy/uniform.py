@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 import torch
 
 from rdvq.coding import IndexDecoder, IndexEncoder
+from rdvq.coding.header import HeaderSchema
 from rdvq.coding.probability import frequencies, logit_buckets
 from rdvq.config_dict import DictConfig
 from rdvq.encode_options import EncodeOptions
@@ -29,6 +30,7 @@ def uniform_row(size: int) -> torch.Tensor:
 class UniformModel(IndexEntropyModel):
     kind = "uniform"
     model_id = 0
+    header = HeaderSchema("entropy model uniform")
     config_class = UniformConfig
 
     @classmethod
@@ -48,12 +50,12 @@ class UniformModel(IndexEntropyModel):
         encoder = IndexEncoder()
         for branch in branches:
             encoder.encode_iid(branch.indices, uniform_row(branch.codewords.shape[0]))
-        return CompressedIndices(streams=[encoder.finish()], parameters=(), indices=[b.indices for b in branches])
+        return CompressedIndices(streams=[encoder.finish()], parameters=self.header.pack(), indices=[b.indices for b in branches])
 
     def decompress(
         self, streams: list[bytes], parameters: tuple[int, ...], shapes: list[tuple[int, int]], context: CodingContext
     ) -> list[torch.Tensor]:
-        self.check_header(streams, parameters, num_streams=1, num_parameters=0)
+        self.read_header(streams, parameters)
         decoder = IndexDecoder(streams[0])
         return [
             decoder.decode_iid(h * w, uniform_row(codewords.shape[0])).reshape(1, h, w)

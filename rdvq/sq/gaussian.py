@@ -22,18 +22,11 @@ import math
 import torch
 from torch import nn
 
-from rdvq.entropy.bottleneck import TABLE_BUFFERS
 from rdvq.errors import CheckpointError
+from rdvq.hyper.snapshot import TABLE_BUFFERS, TensorSnapshot, resize_tables
 from rdvq.sq.cells import cell_bits
 
 SCALE_BOUND = 0.11  # CompressAI's default lower bound of the scales, also the first table scale
-
-
-def _resize_tables(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
-    """Coding tables have data-dependent sizes; adopt the incoming ones."""
-    for name in TABLE_BUFFERS:
-        if prefix + name in state_dict:
-            getattr(module, name).resize_(state_dict[prefix + name].shape)
 
 
 def gaussian_conditional() -> nn.Module:
@@ -43,31 +36,13 @@ def gaussian_conditional() -> nn.Module:
 
     module = GaussianConditional(None, scale_bound=SCALE_BOUND)
     module.update_scale_table(get_scale_table())
-    module.register_load_state_dict_pre_hook(_resize_tables)
+    module.register_load_state_dict_pre_hook(resize_tables)
     return module
 
 
-class GaussianSnapshot(nn.Module):
-    """A ``GaussianConditional``'s tensors, loaded from a state dict, without CompressAI.
-
-    It adopts every tensor of the state it is loaded from as a buffer of the same name: the tables,
-    the scale table and the two bounds, which is everything coding and rate estimates read.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_load_state_dict_pre_hook(self._adopt)
-
-    def _adopt(self, module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
-        for key, tensor in state_dict.items():
-            if key.startswith(prefix):
-                owner: nn.Module = self
-                *path, leaf = key[len(prefix) :].split(".")
-                for part in path:
-                    if part not in owner._modules:
-                        owner.add_module(part, nn.Module())
-                    owner = owner._modules[part]
-                owner.register_buffer(leaf, torch.empty_like(tensor, device="cpu"))
+class GaussianSnapshot(TensorSnapshot):
+    """A ``GaussianConditional``'s tensors without CompressAI (:mod:`rdvq.hyper.snapshot`): the
+    tables, the scale table and the two bounds, which is everything coding and rate estimates read."""
 
 
 def bounded_scales(module: nn.Module, scales: torch.Tensor) -> torch.Tensor:
@@ -107,7 +82,7 @@ class TrellisTables(nn.Module):
         super().__init__()
         for name in TABLE_BUFFERS:
             self.register_buffer(name, torch.zeros(0, dtype=torch.int32))
-        self.register_load_state_dict_pre_hook(_resize_tables)
+        self.register_load_state_dict_pre_hook(resize_tables)
 
     @torch.no_grad()
     def build(self, gaussian: nn.Module) -> None:

@@ -19,9 +19,8 @@ Training surrogates (:meth:`ScalarHyperprior.forward`):
   with an error variance near 0.27 rather than 1/3). Decoder retraining on the true trellis output
   (stage D) removes that mismatch.
 
-Coding predicts means and scales tile by tile (:meth:`ScalarHyperprior.gaussian_tiles`), the same
-tiles on the encoder and decoder, which keeps the decoder's memory bounded by a tile whatever size a
-file declares.
+Coding predicts means and scales tile by tile (:meth:`ScalarHyperprior.gaussian_tiles`, the tiles of
+:mod:`rdvq.hyper.tiles`), the same tiles on the encoder and decoder.
 """
 
 from __future__ import annotations
@@ -33,16 +32,15 @@ from typing import Literal
 import torch
 from torch import nn
 
-from rdvq.entropy import bottleneck as side
+from rdvq.coding.format import SQ_STRIDE as STRIDE
+from rdvq.hyper import bottleneck as side
+from rdvq.hyper.tiles import UPSCALE, hyper_tiles, join_tiles, tile_spans
 from rdvq.sq import gaussian
 from rdvq.sq.config import ScalarCodecConfig
 from rdvq.sq.cells import cell_bits
 from rdvq.sq.trellis import TRELLISES, Trellis, cell_bounds, quantizers_of_levels
 
 Surrogate = Literal["noise", "ste"]
-STRIDE = 64  # g_a (16) times h_a (4)
-TILE = 16  # hyper-latent cells per side of a coding tile (64 x 64 latents)
-HALO = 3  # hyper-latent cells of context around a tile (h_s sees 2)
 
 
 def _conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
@@ -51,18 +49,6 @@ def _conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
 
 def _deconv(cin: int, cout: int) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1)
-
-
-def tile_spans(length: int) -> list[tuple[int, int]]:
-    """[start, end) hyper-latent cells of the coding tiles along one axis."""
-    return [(start, min(start + TILE, length)) for start in range(0, length, TILE)]
-
-
-def join_tiles(tiles: list[torch.Tensor], columns: int) -> torch.Tensor:
-    """One tensor from tiles in raster order, ``columns`` tiles per row (tiles are joined on the
-    last two dimensions)."""
-    rows = [torch.cat(tiles[start : start + columns], -1) for start in range(0, len(tiles), columns)]
-    return torch.cat(rows, -2)
 
 
 @dataclass
@@ -87,7 +73,7 @@ class ScalarHyperprior(nn.Module):
         self.h_s = nn.Sequential(
             _deconv(n, m), nn.LeakyReLU(), _deconv(m, m * 3 // 2), nn.LeakyReLU(), _conv(m * 3 // 2, 2 * m, 3, 1)
         )
-        self.entropy_bottleneck = side.BottleneckSnapshot(n) if coding_only else side.entropy_bottleneck(n)
+        self.entropy_bottleneck = side.bottleneck(n, coding_only)
         self.gaussian_conditional = gaussian.GaussianSnapshot() if coding_only else gaussian.gaussian_conditional()
         self.trellis: Trellis | None = None
         if config.trellis_states is not None:
@@ -107,19 +93,15 @@ class ScalarHyperprior(nn.Module):
 
     def gaussian_tiles(self, z_hat: torch.Tensor) -> Iterator[tuple[slice, slice, torch.Tensor, torch.Tensor]]:
         """(latent rows, latent columns, means, scales) of each coding tile, in raster order."""
-        rows, cols = z_hat.shape[-2:]
-        for r0, r1 in tile_spans(rows):
-            for c0, c1 in tile_spans(cols):
-                top, bottom = max(0, r0 - HALO), min(rows, r1 + HALO)
-                left, right = max(0, c0 - HALO), min(cols, c1 + HALO)
-                means, scales = self.gaussian_parameters(z_hat[..., top:bottom, left:right])
-                window = (..., slice(4 * (r0 - top), 4 * (r1 - top)), slice(4 * (c0 - left), 4 * (c1 - left)))
-                yield slice(4 * r0, 4 * r1), slice(4 * c0, 4 * c1), means[window], scales[window]
+        hyper_size = tuple(z_hat.shape[-2:])
+        for tile in hyper_tiles(hyper_size, (UPSCALE * hyper_size[0], UPSCALE * hyper_size[1])):
+            means, scales = self.gaussian_parameters(z_hat[(..., *tile.context)])
+            yield *tile.latents, means[(..., *tile.crop)], scales[(..., *tile.crop)]
 
     def tiled_gaussians(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(means, scales) of every latent, computed tile by tile as the codec computes them."""
         tiles = [(means, scales) for _, _, means, scales in self.gaussian_tiles(z_hat)]
-        columns = len(tile_spans(z_hat.shape[-1]))
+        columns = z_hat.shape[-1]
         return join_tiles([m for m, _ in tiles], columns), join_tiles([s for _, s in tiles], columns)
 
     # ------------------------------------------------------------------ rates
@@ -133,8 +115,8 @@ class ScalarHyperprior(nn.Module):
     def quantizers(self, levels: torch.Tensor) -> torch.Tensor:
         """The quantizer of every latent of TCQ levels (B, M, h, w): each row of each tile is a trellis."""
         out = torch.empty_like(levels)
-        for c0, c1 in tile_spans(levels.shape[-1] // 4):
-            out[..., 4 * c0 : 4 * c1] = quantizers_of_levels(levels[..., 4 * c0 : 4 * c1], self.trellis)
+        for c0, c1 in tile_spans(levels.shape[-1] // UPSCALE):
+            out[..., UPSCALE * c0 : UPSCALE * c1] = quantizers_of_levels(levels[..., UPSCALE * c0 : UPSCALE * c1], self.trellis)
         return out
 
     def level_bits(self, levels: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
@@ -146,11 +128,7 @@ class ScalarHyperprior(nn.Module):
 
     def hyper_bits(self, z_hat: torch.Tensor) -> torch.Tensor:
         """Bits per image of a coded hyper-latent under the bottleneck's density."""
-        bottleneck = self.entropy_bottleneck
-        if isinstance(bottleneck, side.BottleneckSnapshot):
-            bottleneck = bottleneck.materialized()
-        _, likelihoods = bottleneck(z_hat, training=False)
-        return -torch.log2(likelihoods).flatten(1).sum(-1)
+        return side.hyper_bits(self.entropy_bottleneck, z_hat)
 
     # ------------------------------------------------------------------ training
     def forward(self, x: torch.Tensor, surrogate: Surrogate = "noise") -> Forward:

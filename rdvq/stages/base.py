@@ -1,69 +1,99 @@
 """Lightning plumbing shared by every stage; the stages themselves are short compositions of parts.
 
-:class:`CodecStage` is family-neutral: ``init_from`` (weights only, non-strict, reporting missing
-and unexpected keys), manual optimization steps that count once per batch, the
-generator/discriminator update of a batch, schedulers, and the codec description every checkpoint
-carries (:mod:`rdvq.checkpointing`). :class:`RDVQStage` adds what the VQ stages share: the
-tokenizer (a stage given no tokenizer or entropy-model configuration inherits the one in the
-``init_from`` checkpoint's codec description), whole-image validation (PSNR, MS-SSIM, codebook
-usage, and the rate term's estimated and real bpp) and the VQ codec description.
+Every stage holds its codec family's module as ``self.codec`` (:class:`~rdvq.codec.LatentCodec`), so
+its checkpoints keep the codec under ``codec.`` and ``ImageCodec.from_checkpoint`` reads any of
+them. :class:`CodecStage` owns, family-blind: ``init_from`` (weights only, non-strict, reporting
+missing and unexpected keys; version 1 checkpoints migrated), the optimizers and their steps,
+the codec as deployed right now (:meth:`CodecStage.deployed_codec`), validation on real files, and
+what every checkpoint carries: the codec description, coding tables matching the weights, and the
+rate-distortion point (:class:`~rdvq.stages.rd_point.RDPoint`) where the stage has one.
+
+One policy for auxiliary parameters (CompressAI's bottleneck quantiles, :meth:`LatentCodec.aux_parameters`):
+they are trained by their own loss on their own Adam optimizer after each step, as CompressAI trains
+them, and never share the model's gradients or its clipping norm. They are kept out of the model's
+autograd graph (and so out of DDP's gradient buckets, where a parameter the main loss does not
+reach is an error): only :meth:`CodecStage.aux_step` differentiates them. Their loss depends on the
+bottleneck's parameters alone, which every rank holds identically, so every rank takes the same step.
+
+:class:`DecoderStage` adds the distortion part (MSE, LPIPS, PatchGAN and its discriminator) for the
+stages that train a synthesis.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
-from torchmetrics import MeanMetric
 
-from rdvq.checkpointing import load_weights, read_checkpoint, read_codec_description, write_codec_description
-from rdvq.codec.vq import vq_description
-from rdvq.entropy import entropy_config_from_dict
+from rdvq.checkpointing import (
+    CODEC_PREFIX,
+    RD_POINT_KEY,
+    load_weights,
+    migrate_checkpoint,
+    read_checkpoint,
+    read_codec_description,
+    write_codec_description,
+)
+from rdvq.codec import ImageCodec, LatentCodec
+from rdvq.encode_options import EncodeOptions
 from rdvq.errors import ConfigError
-from rdvq.metrics import ms_ssim, ms_ssim_db, psnr
-from rdvq.padding import pad_to_multiple
-from rdvq.stages.distortion import DistortionLoss
-from rdvq.stages.rate import RateTerm
-from rdvq.tokenizer import Quantization, Tokenizer, TokenizerConfig
-from rdvq.tokenizer.quantizer import perplexity
+from rdvq.metrics import psnr
+from rdvq.stages.distortion import AdversarialConfig, DistortionConfig, DistortionLoss
+from rdvq.stages.file_validation import FileValidation
+from rdvq.stages.rd_point import RDPoint
 
 
 class CodecStage(pl.LightningModule):
-    """Base LightningModule of every stage, whatever the codec family. A subclass builds its parts,
-    says what its generator optimizer trains (:meth:`parameter_groups`) and which codec its
-    checkpoints hold (:meth:`codec_description`), then calls :meth:`load_init_weights`.
-    """
+    """Base LightningModule of every stage. A subclass sets ``self.codec`` (and ``self.rd_point``,
+    ``self.validation`` where it has them), says what its main optimizer trains
+    (:meth:`trained_parameters`), then calls :meth:`load_init_weights`."""
+
+    family: str | None = None  # the codec family a stage trains; None: any (stage D)
 
     def __init__(
         self,
-        init_from: str | None,
-        optimizer: OptimizerCallable,
-        lr_scheduler: LRSchedulerCallable | None,
-        gradient_clip: float | None,
-        disc_optimizer: OptimizerCallable | None = None,
-        disc_lr_scheduler: LRSchedulerCallable | None = None,
+        init_from: str | None = None,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        gradient_clip: float | None = 1.0,
+        aux_lr: float = 1e-3,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.init_from = init_from
         self._init_checkpoint = read_checkpoint(init_from) if init_from else None
-        self._init_description = (
+        self.init_description = (
             read_codec_description(self._init_checkpoint, init_from) if self._init_checkpoint is not None else None
         )
+        if self.family is not None and self.init_description is not None and self.init_description["family"] != self.family:
+            raise ConfigError(f"{init_from} holds a {self.init_description['family']!r} codec; "
+                              f"{type(self).__name__} trains a {self.family!r} codec")
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
-        self.disc_optimizer_factory = disc_optimizer
-        self.disc_lr_scheduler_factory = disc_lr_scheduler
         self.gradient_clip = gradient_clip
+        self.aux_lr = aux_lr
+        self.codec: LatentCodec
         self.distortion: DistortionLoss | None = None
+        self.rd_point: RDPoint | None = None
+        self.validation: FileValidation | None = None
+        self.options = EncodeOptions()  # what the deployed codec is validated (and stage D trained) with
+        self._roles: list[str] = []  # the role of each configured optimizer, in order
+        self._aux: list[torch.nn.Parameter] | None = None  # the auxiliary parameters this stage trains
 
     def on_fit_start(self) -> None:
         """Lightning (>= 2.2) keeps the modes modules were built in, so a stage's :meth:`train`,
         which keeps its frozen parts in eval mode (no quantizer statistics, no dead-code restarts),
         is applied here, before the first step."""
         self.train()
+
+    def inherited(self, part: str, given: Any) -> Any:
+        """``given``, else the ``part`` of the ``init_from`` checkpoint's codec description (None)."""
+        if given is not None or self.init_description is None:
+            return given
+        return self.init_description.get(part)
 
     def load_init_weights(self) -> None:
         """Apply ``init_from`` once every submodule exists."""
@@ -72,29 +102,47 @@ class CodecStage(pl.LightningModule):
             self._init_checkpoint = None  # free the memory
 
     # ------------------------------------------------------------------ optimizers
-    def parameter_groups(self) -> list[dict[str, Any]]:
-        """Parameter groups of the generator optimizer (empty: nothing to optimize)."""
+    def trained_parameters(self) -> list[torch.nn.Parameter]:
+        """What the main optimizer trains (auxiliary parameters are left out wherever they are)."""
         raise NotImplementedError
 
+    def setup(self, stage: str) -> None:
+        """Before DDP wraps the module: the trainable auxiliary parameters leave the autograd graph."""
+        if self._aux is None:
+            self._aux = [p for p in self.codec.aux_parameters() if p.requires_grad]
+            for parameter in self._aux:
+                parameter.requires_grad_(False)
+
     def configure_optimizers(self) -> Any:
-        groups = [g for g in self.parameter_groups() if g["params"]]
-        if not groups:  # counting models (static, uniform) in stage B have nothing to optimize
-            return None
-        configs = [self._optimizer_config(self.optimizer_factory, self.lr_scheduler_factory, groups)]
+        aux = {id(p) for p in self.codec.aux_parameters()}
+        main = [p for p in self.trained_parameters() if p.requires_grad and id(p) not in aux]
+        configs, self._roles = [], []
+        if main:
+            configs.append(self._optimizer_config(self.optimizer_factory, self.lr_scheduler_factory, main))
+            self._roles.append("main")
         if self.distortion is not None and self.distortion.discriminator is not None:
-            if self.disc_optimizer_factory is None:
-                raise ConfigError("an adversarial weight > 0 needs model.disc_optimizer")
-            disc = [{"params": list(self.distortion.discriminator.parameters())}]
+            disc = list(self.distortion.discriminator.parameters())
             configs.append(self._optimizer_config(self.disc_optimizer_factory, self.disc_lr_scheduler_factory, disc))
-        return configs
+            self._roles.append("discriminator")
+        if self._aux:
+            configs.append({"optimizer": torch.optim.Adam(self._aux, lr=self.aux_lr)})
+            self._roles.append("aux")
+        return configs or None  # counting models (static, uniform) in stage B have nothing to optimize
 
     @staticmethod
-    def _optimizer_config(make_optimizer: OptimizerCallable, make_scheduler: LRSchedulerCallable | None, groups: list) -> dict:
-        optimizer = make_optimizer(groups)
+    def _optimizer_config(make_optimizer: OptimizerCallable, make_scheduler: LRSchedulerCallable | None, params: list) -> dict:
+        optimizer = make_optimizer(params)
         config: dict[str, Any] = {"optimizer": optimizer}
         if make_scheduler is not None:
             config["lr_scheduler"] = {"scheduler": make_scheduler(optimizer), "interval": "step"}
         return config
+
+    def optimizer(self, role: str) -> Any:
+        """The configured optimizer of ``role`` (main, discriminator, aux), or None."""
+        if role not in self._roles:
+            return None
+        optimizers = self.optimizers()
+        return optimizers[self._roles.index(role)] if isinstance(optimizers, list) else optimizers
 
     def trainable(self, *modules: torch.nn.Module) -> list[torch.nn.Parameter]:
         return [p for m in modules for p in m.parameters() if p.requires_grad]
@@ -105,20 +153,42 @@ class CodecStage(pl.LightningModule):
         if self.gradient_clip:
             self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm")
 
-    def optimizer_step_counted(self, optimizer: Any, loss: torch.Tensor) -> None:
-        """Backward, clip and step; this step advances ``global_step`` (one per batch)."""
+    def main_step(self, loss: torch.Tensor) -> None:
+        """Backward, clip and step the main optimizer; this step advances ``global_step`` (one per
+        batch). Without one (counting models) an empty step still advances it, so ``max_steps``
+        bounds the pass."""
+        optimizer = self.optimizer("main")
+        if optimizer is None:
+            self.optimizers().step()
+            return
         self._backward_and_clip(optimizer, loss)
         optimizer.step()
 
-    def optimizer_step_uncounted(self, optimizer: Any, loss: torch.Tensor) -> None:
-        """Same as :meth:`optimizer_step_counted` for a secondary optimizer (the discriminator).
-
-        Stepping through the strategy but not through the LightningOptimizer wrapper keeps
-        ``global_step`` equal to the number of batches, so ``max_steps``, resumption and
-        stage-relative schedules mean the same thing with and without a GAN.
-        """
+    def discriminator_step(self, loss: torch.Tensor) -> None:
+        """Backward, clip and step the discriminator's optimizer without advancing ``global_step``:
+        stepping through the strategy but not through the LightningOptimizer wrapper keeps it equal to
+        the number of batches, so ``max_steps``, resumption and stage-relative schedules mean the same
+        thing with and without a GAN."""
+        optimizer = self.optimizer("discriminator")
         self._backward_and_clip(optimizer, loss)
         self.trainer.strategy.optimizer_step(optimizer.optimizer, closure=lambda: None, model=self)
+
+    def aux_step(self) -> None:
+        """The auxiliary loss on its own optimizer, after the batch's main step, never clipped with it
+        (an uncounted step, as the discriminator's)."""
+        optimizer = self.optimizer("aux")
+        if optimizer is None:
+            return
+        with torch.enable_grad():
+            for parameter in self._aux:
+                parameter.requires_grad_(True)
+            aux = self.codec.aux_loss()
+            gradients = torch.autograd.grad(aux, self._aux)
+            for parameter, gradient in zip(self._aux, gradients):
+                parameter.requires_grad_(False)
+                parameter.grad = gradient
+        optimizer.optimizer.step()
+        self.log("train/aux_loss", aux.detach())
 
     def step_schedulers(self) -> None:
         schedulers = self.lr_schedulers()
@@ -127,136 +197,76 @@ class CodecStage(pl.LightningModule):
         for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
             scheduler.step()
 
-    def generator_and_discriminator_step(self, x: torch.Tensor, x_hat: torch.Tensor, loss: torch.Tensor, logs: dict) -> torch.Tensor:
-        """One batch for a stage with a decoder to train: distortion + ``loss`` for the generator
-        optimizer, then (once the GAN is active) a discriminator update. Returns the generator loss."""
-        optimizers = self.optimizers()
-        opt_g = optimizers[0] if isinstance(optimizers, list) else optimizers
+    # ------------------------------------------------------------------ the codec as deployed
+    def deployed_codec(self) -> ImageCodec:
+        """The codec ``rdvq compress`` would use with a checkpoint written now: the live codec's
+        tables refreshed, and a copy of it (so the training module keeps its modes) wrapped for
+        coding. Nothing here draws random numbers."""
+        self.codec.refresh_tables()
+        return ImageCodec(copy.deepcopy(self.codec))
+
+    # ------------------------------------------------------------------ validation
+    def on_validation_epoch_start(self) -> None:
+        if self.validation is not None:
+            self.validation.begin(self.deployed_codec(), self.options)
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> dict[str, torch.Tensor]:
+        return {"x": batch, "x_hat": self.validation.update(batch)}
+
+    def on_validation_epoch_end(self) -> None:
+        for name, value in self.validation.end().items():
+            self.log(name, value, prog_bar=name in ("val/psnr", "val/bpp_real"))
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The codec description, coding tables that match the weights (so every decoder of the
+        checkpoint uses them) and the rate-distortion point."""
+        self.codec.refresh_tables()
+        for name, tensor in self.codec.state_dict().items():
+            checkpoint["state_dict"][CODEC_PREFIX + name] = tensor
+        write_codec_description(checkpoint, self.codec.family, **self.codec.description())
+        if self.rd_point is not None:
+            checkpoint[RD_POINT_KEY] = self.rd_point.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resuming: a version 1 checkpoint's layout first; then the saved rate-distortion point,
+        not the configured one."""
+        migrate_checkpoint(checkpoint)
+        if self.rd_point is not None and checkpoint.get(RD_POINT_KEY) is not None:
+            self.rd_point.load_state_dict(checkpoint[RD_POINT_KEY])
+
+
+class DecoderStage(CodecStage):
+    """A stage that trains a synthesis: the distortion part and, with an adversarial weight, the
+    discriminator and its optimizer."""
+
+    def __init__(
+        self,
+        distortion: DistortionConfig | None = None,
+        adversarial: AdversarialConfig | None = None,
+        disc_optimizer: OptimizerCallable = torch.optim.Adam,
+        disc_lr_scheduler: LRSchedulerCallable | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.distortion = DistortionLoss(distortion, adversarial)
+        self.disc_optimizer_factory = disc_optimizer
+        self.disc_lr_scheduler_factory = disc_lr_scheduler
+
+    def distortion_step(self, x: torch.Tensor, x_hat: torch.Tensor, loss: torch.Tensor, logs: dict) -> torch.Tensor:
+        """One batch: distortion + ``loss`` for the main optimizer, then (once the GAN is active) a
+        discriminator update, then the auxiliary step. Returns the main loss."""
         distortion, distortion_logs = self.distortion(x, x_hat, self.global_step)
         total = distortion + loss
         gan = self.distortion.gan_active(self.global_step)
-        self.optimizer_step_counted(opt_g, total)
+        self.main_step(total)
         if gan:
             d_loss = self.distortion.discriminator_loss(x, x_hat)
-            self.optimizer_step_uncounted(optimizers[1], d_loss)
+            self.discriminator_step(d_loss)
             logs["train/d_loss"] = d_loss
+        self.aux_step()
         self.step_schedulers()
         logs["train/psnr"] = psnr(x_hat.detach(), x).mean()
         self.log_dict({**distortion_logs, **logs})
         self.log("train/loss", total, prog_bar=True)
         return total
-
-    # ------------------------------------------------------------------ checkpoints
-    def codec_description(self) -> tuple[str, dict[str, Any]]:
-        """(family, configuration parts) of the codec this stage's checkpoints hold."""
-        raise NotImplementedError
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Every checkpoint describes its codec, so ``init_from`` and ``ImageCodec`` can read it."""
-        family, parts = self.codec_description()
-        write_codec_description(checkpoint, family, **parts)
-
-
-class RDVQStage(CodecStage):
-    """Base of the VQ stages. A subclass builds its parts (``self.distortion``, ``self.rate``), says
-    what its generator optimizer trains (:meth:`parameter_groups`), then calls :meth:`load_init_weights`.
-    """
-
-    def __init__(
-        self,
-        tokenizer: TokenizerConfig | None,
-        init_from: str | None,
-        optimizer: OptimizerCallable,
-        lr_scheduler: LRSchedulerCallable | None,
-        gradient_clip: float | None,
-        disc_optimizer: OptimizerCallable | None = None,
-        disc_lr_scheduler: LRSchedulerCallable | None = None,
-    ) -> None:
-        super().__init__(init_from, optimizer, lr_scheduler, gradient_clip, disc_optimizer, disc_lr_scheduler)
-        if self._init_description is not None and self._init_description["family"] != "vq":
-            raise ConfigError(f"{init_from} holds a {self._init_description['family']!r} codec, not a VQ tokenizer")
-        if tokenizer is None:
-            if self._init_description is None:
-                raise ConfigError("model.tokenizer is required unless model.init_from names a checkpoint to inherit it from")
-            tokenizer = TokenizerConfig.from_dict(self._init_description["tokenizer"])
-        self.tokenizer = Tokenizer(tokenizer)
-        self.rate: RateTerm | None = None
-        self.real_bpp_images = 0
-        self.val_psnr = MeanMetric(nan_strategy="ignore")
-        self.val_ms_ssim_db = MeanMetric(nan_strategy="ignore")
-        self._val_code_counts: list[torch.Tensor] = []
-
-    def inherited_entropy_config(self, config: Any | None, default: Any | None) -> Any | None:
-        """``config`` if given, else the entropy model of the ``init_from`` checkpoint, else ``default``."""
-        if config is not None:
-            return config
-        stored = self._init_description.get("entropy_model") if self._init_description else None
-        return default if stored is None else entropy_config_from_dict(stored)
-
-    # ------------------------------------------------------------------ validation
-    def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, Quantization]:
-        """Pad to the tokenizer stride, run the tokenizer, crop back; returns (x_hat, quantization)."""
-        h, w = x.shape[-2:]
-        x_hat, quantization = self.tokenizer(pad_to_multiple(x, self.tokenizer.stride))
-        return x_hat[..., :h, :w].clamp(0.0, 1.0), quantization
-
-    def on_validation_epoch_start(self) -> None:
-        self._val_code_counts = [
-            torch.zeros(q.codebook_size, dtype=torch.float64, device=self.device) for q in self.tokenizer.quantizers
-        ]
-        if self.rate is not None:
-            self.rate.begin_validation(self.tokenizer)
-
-    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> dict[str, torch.Tensor]:
-        x_hat, quantization = self.reconstruct(batch)
-        self.val_psnr.update(psnr(x_hat, batch))
-        self.val_ms_ssim_db.update(ms_ssim_db(ms_ssim(x_hat, batch)))
-        for branch, indices in zip(self.tokenizer.branches, quantization.indices):
-            counts = self._val_code_counts[branch.stage]
-            counts += torch.bincount(indices.flatten(), minlength=counts.numel()).to(counts)
-        if self.rate is not None:
-            self.rate.validate(self.tokenizer, batch, quantization, self.real_bpp_images)
-        return {"x": batch, "x_hat": x_hat}
-
-    def on_validation_epoch_end(self) -> None:
-        self.log("val/psnr", self.val_psnr.compute(), prog_bar=True)
-        self.log("val/ms_ssim_db", self.val_ms_ssim_db.compute())
-        self.val_psnr.reset()
-        self.val_ms_ssim_db.reset()
-        usages, perplexities = [], []
-        for stage, counts in enumerate(self._val_code_counts):
-            counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
-            usages.append((counts > 0).double().mean())
-            perplexities.append(perplexity(counts))
-            if len(self._val_code_counts) > 1:
-                self.log(f"val/usage_r{stage}", usages[-1].float())
-        self.log("val/usage", torch.stack(usages).mean().float(), prog_bar=True)
-        self.log("val/perplexity", torch.stack(perplexities).mean().float())
-        if self.rate is not None:
-            for name, value in self.rate.end_validation().items():
-                self.log(name, value, prog_bar=name in ("val/bpp_estimated", "val/bpp_real"))
-
-    def log_rate(self, split: str, bpp: torch.Tensor, rate: Any, pixels: int) -> None:
-        """Total and per-branch bpp (and side information per branch, where a model has any)."""
-        self.log(f"{split}/bpp", bpp, prog_bar=True)
-        for branch, index_bits, side_bits in zip(self.tokenizer.branches, rate.index_bits, rate.side_bits):
-            self.log(f"{split}/bpp_{branch.name}", index_bits.mean() / pixels)
-            if side_bits.abs().sum() > 0:
-                self.log(f"{split}/bpp_side_{branch.name}", side_bits.mean() / pixels)
-
-    def log_quantizer_statistics(self) -> None:
-        quantizers = self.tokenizer.quantizers
-        self.log("train/usage", sum(q.usage() for q in quantizers) / len(quantizers))
-        self.log("train/perplexity", sum(float(perplexity(q.ema_counts)) for q in quantizers) / len(quantizers))
-        self.log("train/restarted_codes", float(sum(int(q.restarted_codes) for q in quantizers)))
-
-    # ------------------------------------------------------------------ checkpoints
-    def codec_description(self) -> tuple[str, dict[str, Any]]:
-        entropy_config = None if self.rate is None else self.rate.config
-        return "vq", vq_description(self.tokenizer.config, entropy_config)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Every checkpoint describes its codec, with coding tables that match its weights."""
-        super().on_save_checkpoint(checkpoint)
-        if self.rate is not None:
-            self.rate.store_tables(checkpoint["state_dict"], prefix="rate.")

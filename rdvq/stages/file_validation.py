@@ -1,55 +1,55 @@
-"""Validation on real files, for stages whose deployed quantization differs from their training
-surrogate: every validation image is compressed to a file and decoded by the codec as it would be
-deployed (:mod:`rdvq.evaluation`), so PSNR and bpp are what users get, not a surrogate's estimate."""
+"""Validation on real files: the one validation part of every stage that can code.
+
+Every validation image is compressed to a file and decoded by the codec exactly as a checkpoint of
+this moment would deploy it (:meth:`~rdvq.stages.base.CodecStage.deployed_codec`), through
+:func:`rdvq.evaluation.evaluate`, so PSNR and bpp are what users get, not a surrogate's estimate;
+the model's estimate and the gap between the two come beside them. The epoch's rows are gathered
+from every rank and aggregated by :func:`rdvq.evaluation.summarize`, the definition every other
+report uses.
+"""
 
 from __future__ import annotations
 
 import torch
-from torch import nn
-from torchmetrics import MeanMetric
 
-from rdvq.codec import ImageCodec, LatentCodec
+from rdvq.codec import Encoded, ImageCodec
 from rdvq.encode_options import EncodeOptions
-from rdvq.evaluation import evaluate
+from rdvq.evaluation import ImageResult, evaluate, gather, summarize
+
+# summarize() key -> logged name (``val/bpp_real`` is what checkpoint callbacks monitor)
+LOGGED = {
+    "psnr": "val/psnr", "ms_ssim_db": "val/ms_ssim_db", "bpp": "val/bpp_real", "estimated_bpp": "val/bpp_estimated",
+    "bpp_gap_percent": "val/bpp_gap_percent", "bit_exact": "val/bit_exact",
+}
 
 
-class FileValidation(nn.Module):
+class FileValidation:
     def __init__(self) -> None:
-        super().__init__()
-        self.psnr = MeanMetric()
-        self.ms_ssim_db = MeanMetric(nan_strategy="ignore")
-        self.bpp = MeanMetric()
-        self.bpp_estimated = MeanMetric()
-        self.exact = MeanMetric()
         self._codec: ImageCodec | None = None
         self._options = EncodeOptions()
+        self._results: list[ImageResult] = []
+        self.symbols: list[list[torch.Tensor]] = []  # the epoch's coded symbols, image by image
 
-    def begin(self, latent: LatentCodec, options: EncodeOptions) -> None:
-        """Start an epoch with ``latent`` as it stands (its coding tables must be up to date)."""
-        self._codec = ImageCodec(latent)
-        self._options = options
+    def begin(self, codec: ImageCodec, options: EncodeOptions) -> None:
+        self._codec, self._options = codec, options
+        self._results, self.symbols = [], []
 
     def update(self, images: torch.Tensor) -> torch.Tensor:
-        """Evaluate a batch of (3, H, W) images; returns the decoder's reconstructions."""
-        result = evaluate(self._codec, [(f"val{i}", image) for i, image in enumerate(images)], options=self._options, estimate=True)
-        for row in result.images:
-            self.psnr.update(row.psnr)
-            self.ms_ssim_db.update(float("nan") if row.ms_ssim_db is None else row.ms_ssim_db)
-            self.bpp.update(row.bpp)
-            self.bpp_estimated.update(row.estimated_bpp)
-            self.exact.update(float(row.exact))
-        return torch.stack([self._codec.decompress(self._codec.compress(image, self._options)) for image in images])
+        """Code a batch of (3, H, W) images; returns the decoder's reconstructions."""
+        decoded: list[torch.Tensor] = []
 
-    def end(self) -> dict[str, torch.Tensor]:
-        """The epoch's metrics, then reset."""
-        metrics = {
-            "val/psnr": self.psnr.compute(),
-            "val/ms_ssim_db": self.ms_ssim_db.compute(),
-            "val/bpp_real": self.bpp.compute(),
-            "val/bpp_estimated": self.bpp_estimated.compute(),
-            "val/bit_exact": self.exact.compute(),
-        }
-        for metric in (self.psnr, self.ms_ssim_db, self.bpp, self.bpp_estimated, self.exact):
-            metric.reset()
-        self._codec = None
-        return metrics
+        def keep(encoded: Encoded, image: torch.Tensor) -> None:
+            self.symbols.append([s.cpu() for s in encoded.symbols])
+            decoded.append(image)
+
+        offset = len(self._results)
+        named = [(f"val{offset + i}", image) for i, image in enumerate(images)]
+        self._results += evaluate(self._codec, named, options=self._options, estimate=True, observe=keep).images
+        return torch.stack(decoded).to(images)
+
+    def end(self) -> dict[str, float]:
+        """The epoch's logged metrics over every rank's images, then reset."""
+        summary = summarize(gather(self._results))
+        self.symbols = gather(self.symbols)
+        self._codec, self._results = None, []
+        return {name: summary[key] for key, name in LOGGED.items() if summary[key] is not None}

@@ -1,69 +1,68 @@
 """Stage B: rate adaptation. The tokenizer and codebook are frozen (and stay bit-identical); only the
-entropy model learns, on rate alone. Validation reports estimated and real (file-size) bpp."""
+entropy model learns, on rate alone. Validation codes real files (estimated and real bpp)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
-from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from rdvq.entropy import EntropyModelConfig, HyperVQConfig
+from rdvq.errors import ConfigError
 from rdvq.padding import pad_to_multiple
-from rdvq.stages.base import RDVQStage
-from rdvq.stages.rate import RateTargets, RateTerm
+from rdvq.stages.base import CodecStage
+from rdvq.stages.file_validation import FileValidation
+from rdvq.stages.vq_parts import RateTargets, check_rate_targets, index_counts, log_codebook_usage, log_rate, rate, vq_codec
 from rdvq.tokenizer import TokenizerConfig
 
 
-class RateAdaptation(RDVQStage):
+class RateAdaptation(CodecStage):
+    family = "vq"
+
     def __init__(
         self,
         entropy_model: EntropyModelConfig | None = None,
         tokenizer: TokenizerConfig | None = None,
         rate_targets: RateTargets = "soft",
         tau: float = 0.01,
-        optimizer: OptimizerCallable = torch.optim.Adam,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        aux_lr: float = 1e-3,
-        gradient_clip: float | None = 1.0,
-        real_bpp_images: int = 4,
-        init_from: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(tokenizer, init_from, optimizer, lr_scheduler, gradient_clip)
-        self.rate = RateTerm(self.inherited_entropy_config(entropy_model, HyperVQConfig()), self.tokenizer, rate_targets, tau)
-        self.aux_lr = aux_lr
-        self.real_bpp_images = real_bpp_images
-        self.tokenizer.requires_grad_(False)
-        self.tokenizer.eval()
-        if not any(p.requires_grad for p in self.rate.parameters()):
+        super().__init__(**kwargs)
+        check_rate_targets(rate_targets)
+        if not tau > 0:
+            raise ConfigError(f"tau must be > 0, got {tau}")
+        self.tau = tau if rate_targets == "soft" else None
+        self.codec = vq_codec(self, tokenizer, entropy_model, HyperVQConfig())
+        self.codec.tokenizer.requires_grad_(False)
+        if not any(p.requires_grad for p in self.codec.entropy_model.parameters()):
             # DDP refuses to wrap a module with nothing to train; counting models (static, uniform)
             # have nothing, and this empty tensor changes nothing else (no optimizer, no gradient).
             self.ddp_placeholder = nn.Parameter(torch.zeros(0))
+        self.validation = FileValidation()
         self.load_init_weights()
 
     def train(self, mode: bool = True) -> "RateAdaptation":
         """The frozen tokenizer stays in eval mode: no usage statistics, no dead-code restarts.
         (Lightning restores per-module modes after validation, so eval set once stays set.)"""
         super().train(mode)
-        self.tokenizer.eval()
+        self.codec.tokenizer.eval()
         return self
 
-    def parameter_groups(self) -> list[dict[str, Any]]:
-        return self.rate.parameter_groups(self.aux_lr)
+    def trained_parameters(self) -> list[torch.nn.Parameter]:
+        return self.trainable(self.codec.entropy_model)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        tokenizer = self.codec.tokenizer
         with torch.no_grad():
-            quantization = self.tokenizer.quantize(self.tokenizer.encode(pad_to_multiple(batch, self.tokenizer.stride)))
+            quantization = tokenizer.quantize(tokenizer.encode(pad_to_multiple(batch, tokenizer.stride)))
         pixels = batch.shape[-2] * batch.shape[-1]
-        bpp, rate = self.rate(self.tokenizer, quantization, pixels)
-        self.log_rate("train", bpp, rate, pixels)
-        aux = self.rate.aux_loss()
-        self.log("train/aux_loss", aux)
-        loss = bpp + aux
-        optimizer = self.optimizers()
-        if loss.requires_grad:
-            self.optimizer_step_counted(optimizer, loss)
-            self.step_schedulers()
-        else:  # counting models: an empty step still advances global_step, so max_steps bounds the pass
-            optimizer.step()
+        bpp, estimate = rate(self.codec, quantization, pixels, self.tau, observe=True)
+        log_rate(self, "train", bpp, estimate, pixels)
+        self.main_step(bpp)
+        self.aux_step()
+        self.step_schedulers()
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        log_codebook_usage(self, "val", index_counts(self.codec, self.validation.symbols))

@@ -3,7 +3,8 @@
 A random corruption is almost always caught by the payload CRC, which says nothing about the
 entropy decoders behind it; :func:`fix_crc` recomputes the CRC so a mutation reaches them. Header
 edits go through :func:`rdvq.codec.container.pack`, so they carry a valid CRC by construction.
-Used by ``tests/test_untrusted_files.py`` and ``benchmarks/fuzz_decoder.py``.
+Test code, kept out of the installed package: used by ``tests/test_untrusted_files.py`` and
+``benchmarks/fuzz_decoder.py``.
 """
 
 from __future__ import annotations

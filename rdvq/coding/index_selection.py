@@ -12,10 +12,13 @@ stage the later stages optimize against a slightly stale target.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 
-from rdvq.coding import FrequencyTable
-from rdvq.coding.probability import PRECISION
+from rdvq.coding.format import PRECISION
+from rdvq.coding.range_coder import IndexEncoder
+from rdvq.coding.tables import FrequencyTable
 
 
 def table_bits(table: FrequencyTable) -> torch.Tensor:
@@ -31,3 +34,18 @@ def select_indices(latents: torch.Tensor, codewords: torch.Tensor, table: Freque
     # ||y||^2 is constant per row; the same expression as the quantizer's nearest-neighbour search.
     cost = torch.addmm(codes.square().sum(-1), rows, codes.t(), alpha=-2.0)
     return (cost + rdo_lambda * table_bits(table).to(codes.device)).argmin(-1)
+
+
+def encode_selected(
+    encoder: IndexEncoder, tables: Iterable[FrequencyTable], latents: torch.Tensor, codewords: torch.Tensor,
+    rdo_lambda: float,
+) -> torch.Tensor:
+    """Select and code the indices of ``latents`` (N, D), table chunk by table chunk as the engine
+    yields them (``tables`` cover the N positions in order); returns the (N,) indices sent."""
+    chosen, start = [], 0
+    for table in tables:
+        part = select_indices(latents[start : start + table.num_positions], codewords, table, rdo_lambda)
+        encoder.encode(part, table)
+        chosen.append(part.cpu())
+        start += table.num_positions
+    return torch.cat(chosen)
