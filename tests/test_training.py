@@ -193,10 +193,13 @@ def test_ddp_two_processes_keep_codebook_statistics_identical(tmp_path: Path) ->
     for key in ranks[0]:
         a, b = ranks[0][key], ranks[1][key]
         assert torch.equal(a, b) or (a.isnan().all() and b.isnan().all()), key
-    # Counts were summed over both ranks: 4 steps x 2 ranks x 4 crops x (32/4)^2 tokens, minus
-    # whatever the dead-code window (3 steps) already consumed.
-    seen = ranks[0]["ema_counts"].sum()
-    assert seen > 0
+    # Counts are summed over both ranks: the six sample photos split three per rank, so each step
+    # counts 2 ranks x 3 crops x (32/4)^2 tokens = 384 indices (one rank alone would see 192). The
+    # dead-code window (3 steps) was emptied after step 3, so it holds step 4 alone; the EMA (decay
+    # 0.99, from zero) holds 0.01 x 384 x (1 + 0.99 + 0.99^2 + 0.99^3).
+    per_step = 2 * 3 * (32 // 4) ** 2
+    assert int(ranks[0]["window_steps"]) == 1 and float(ranks[0]["window_counts"].sum()) == per_step
+    assert float(ranks[0]["ema_counts"].sum()) == pytest.approx(per_step * (1 - 0.99**4), rel=1e-9)
 
 
 @pytest.mark.slow

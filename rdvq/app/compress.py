@@ -49,14 +49,14 @@ def _parser(command: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _outputs(inputs: list[str], output: str | None, out_dir: str | None, suffix: str) -> list[Path]:
+def _outputs(inputs: list[str], output: str | None, out_dir: str | None, suffix: str, *, flag: str = "--out-dir") -> list[Path]:
     if output is not None:
         if len(inputs) != 1:
             raise ConfigError("-o/--output takes a single input; use --out-dir for several")
         return [Path(output)]
     names = [Path(p).with_suffix(suffix).name for p in inputs]
     if len(set(names)) != len(names) and out_dir is not None:
-        raise ConfigError("several inputs share a file name; their outputs would collide in --out-dir")
+        raise ConfigError(f"several inputs share a file name; their outputs would collide in {flag}")
     return [Path(out_dir) / n if out_dir else Path(p).with_suffix(suffix) for p, n in zip(inputs, names)]
 
 
@@ -70,19 +70,22 @@ def run(command: str, argv: list[str]) -> int:
     args = _parser(command).parse_args(argv)
     compress = command == "compress"
     outputs = _outputs(args.inputs, args.output, args.out_dir, SUFFIX if compress else ".png")
-    _check_free(outputs, args.force)
+    # The encoder's reconstructions are outputs too: the same rules, checked before any work.
+    recon_dir = args.recon_dir if compress else None
+    recons = _outputs(args.inputs, None, recon_dir, ".png", flag="--recon-dir") if recon_dir is not None else []
+    _check_free(outputs + recons, args.force)
     options = EncodeOptions.from_arguments(args) if compress else None
     codec = ImageCodec.from_checkpoint(args.ckpt, engine=args.engine, device=args.device)
     failures = 0
-    for source, target in zip(args.inputs, outputs):
+    for index, (source, target) in enumerate(zip(args.inputs, outputs)):
         start = time.perf_counter()
         try:
             if compress:
                 image = read_image(source)
-                encoded = codec.encode(image, options, reconstruct=args.recon_dir is not None, estimate=False)
+                encoded = codec.encode(image, options, reconstruct=bool(recons), estimate=False)
                 atomic_write_bytes(target, encoded.data)
-                if encoded.reconstruction is not None:
-                    write_png(Path(args.recon_dir) / Path(source).with_suffix(".png").name, encoded.reconstruction)
+                if recons:
+                    write_png(recons[index], encoded.reconstruction)
                 height, width, size = encoded.height, encoded.width, len(encoded.data)
             else:
                 data = Path(source).read_bytes()
