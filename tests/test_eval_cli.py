@@ -146,9 +146,16 @@ def test_bad_inputs_are_one_line_errors(
 
 
 def test_default_images_are_kodak_when_present_else_the_bundled_photographs(monkeypatch, tmp_path: Path) -> None:
+    """Both branches, whether or not this machine has ../shared/datasets/kodak: KODAK points at a
+    stand-in folder of three images, then at a folder that does not exist."""
+    kodak = tmp_path / "kodak"
+    kodak.mkdir()
+    pixels = read_image(sample_photo_paths("val")[0])[:, :4, :6]
+    for name in ("kodim03", "kodim01", "kodim02"):
+        write_png(kodak / f"{name}.png", pixels)
+    monkeypatch.setattr(eval_app, "KODAK", kodak)
     dataset, images = eval_app._images(None, 2)
-    if eval_app.KODAK.is_dir():
-        assert dataset == str(eval_app.KODAK) and [name for name, _ in images] == ["kodim01", "kodim02"]
+    assert dataset == str(kodak) and images == [("kodim01", kodak / "kodim01.png"), ("kodim02", kodak / "kodim02.png")]
     monkeypatch.setattr(eval_app, "KODAK", tmp_path / "absent")
     dataset, images = eval_app._images(None, None)
     assert dataset == "bundled photographs" and [p for _, p in images] == sample_photo_paths("val")
