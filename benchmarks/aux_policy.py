@@ -9,7 +9,8 @@ commit before the change from a worktree and this one:
         --json benchmarks/results/aux_policy.json
     python benchmarks/aux_policy.py --tokenizer TOKENIZER.ckpt --label after --json benchmarks/results/aux_policy.json
 
-Each label's entry is (re)written in the JSON with its provenance; other labels are kept.
+Each label's entry is (re)written in the JSON with its provenance; other labels are kept, and
+``--plot PNG`` draws every label's training rate and auxiliary loss against the step.
 """
 
 from __future__ import annotations
@@ -37,13 +38,34 @@ def _metrics(log: Path) -> dict[str, list[tuple[int, float]]]:
     return series
 
 
+def plot(results: dict, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4), dpi=110)
+    for column, (name, label) in enumerate((("train/bpp", "training rate (bpp)"), ("train/aux_loss", "auxiliary loss"))):
+        axes = figure.add_subplot(1, 2, column + 1)
+        for run, entry in results.items():
+            steps, values = zip(*entry["series"][name])
+            axes.plot(steps, values, label=f"{run} ({entry['provenance']['commit']})")
+        axes.set_xlabel("step")
+        axes.set_ylabel(label)
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokenizer", required=True, help="stage A checkpoint (the quickstart tokenizer)")
-    parser.add_argument("--label", required=True)
+    parser.add_argument("--tokenizer", help="stage A checkpoint (the quickstart tokenizer)")
+    parser.add_argument("--label")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--json", type=Path, required=True)
+    parser.add_argument("--plot", type=Path, help="draw the JSON's curves into this PNG (no training)")
     args = parser.parse_args()
+    if args.plot is not None:
+        plot(json.loads(args.json.read_text()), args.plot)
+        return
 
     from rdvq.app.training import run_training_cli
     import rdvq

@@ -2,9 +2,12 @@
 
 Every ``every_n_train_steps`` steps (or ``every_n_epochs`` epochs) the codec exactly as a
 checkpoint of this moment would deploy it (the stage's ``deployed_codec()``) compresses the
-validation images to real files through :mod:`rdvq.evaluation`; the real bpp, the model's estimate,
-their gap, PSNR and MS-SSIM (aggregated by :func:`rdvq.evaluation.summarize`) go to every logger, and the run's RD curve so far is written as a results JSON (CompressAI's layout) and PNG
-plots under ``<run dir>/rd_evaluation/``. Under DDP each rank codes a share of the images and the
+validation images to real files through :mod:`rdvq.evaluation`; the real bpp, the model's
+estimate, their gap, PSNR, MS-SSIM and, where their weights are installed, LPIPS-Alex, LPIPS-VGG
+and DISTS (aggregated by :func:`rdvq.evaluation.summarize`) go to every logger, and the run's RD
+curve so far is written as a results JSON (CompressAI's layout) and PNG plots under
+``<run dir>/rd_evaluation/``. FID and KID need more patches than a validation set gives and are
+left to ``rdvq eval``. Under DDP each rank codes a share of the images and the
 results are gathered, so every rank logs the same numbers for the whole set.
 """
 
@@ -19,7 +22,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from rdvq.run_paths import run_dir
 from rdvq.errors import ConfigError
-from rdvq.evaluation import ImageResult, evaluate, gather, lpips_metric, summarize
+from rdvq.evaluation import ImageResult, PerceptualMetrics, evaluate, gather, summarize
 from rdvq.plots import plot_rd
 from rdvq.rd_curves import RDCurve, write_curve
 
@@ -48,6 +51,7 @@ class RDEvaluation(pl.Callback):
         self.every_n_epochs = every_n_epochs
         self.max_images = max_images
         self.history: list[dict[str, float]] = []  # one entry per evaluation, kept in checkpoints
+        self._metrics: PerceptualMetrics | None = None
 
     # ------------------------------------------------------------------ when
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -80,7 +84,9 @@ class RDEvaluation(pl.Callback):
         images = self._images(trainer)
         mine = [(f"val{i:03d}", images[i]) for i in range(trainer.global_rank, len(images), trainer.world_size)]
         files = rd_folder(trainer) / f"step{step:07d}"
-        results = gather(evaluate(codec, mine, files=files, estimate=True, lpips=lpips_metric()).images)
+        if self._metrics is None:  # built once, on first use: the perceptual networks take seconds to load
+            self._metrics = PerceptualMetrics.installed(fid_patch=None)
+        results = gather(evaluate(codec, mine, files=files, estimate=True, metrics=self._metrics).images)
         entry = self._summary(step, sorted(results, key=lambda r: r.name))
         self.history.append(entry)
         if trainer.is_global_zero:
@@ -93,7 +99,7 @@ class RDEvaluation(pl.Callback):
     @staticmethod
     def _summary(step: int, results: list[ImageResult]) -> dict[str, float]:
         summary = summarize(results)
-        keep = ("bpp_gap_percent", "psnr", "ms_ssim", "ms_ssim_db", "lpips", "bit_exact", "images")
+        keep = ("bpp_gap_percent", "psnr", "ms_ssim", "ms_ssim_db", "lpips", "lpips_vgg", "dists", "bit_exact", "images")
         return {"step": step, "bpp_real": summary["bpp"], "bpp_estimated": summary["estimated_bpp"],
                 **{name: summary[name] for name in keep}}
 
@@ -104,7 +110,7 @@ class RDEvaluation(pl.Callback):
         real = self._curve(f"{run} (real files)", "bpp_real", labelled=True)
         estimated = self._curve(f"{run} (model estimate)", "bpp_estimated", labelled=False)
         write_curve(folder / "rd_curve.json", real)
-        for metric in ("psnr-rgb", "ms-ssim-db"):
+        for metric in ("psnr-rgb", "ms-ssim-db", "lpips-alex", "lpips-vgg", "dists"):
             path = folder / f"rd_{metric}.png"
             title = f"{run}: validation set ({int(self.history[-1]['images'])} images), step {self.history[-1]['step']}"
             if plot_rd(path, [real, estimated], metric, title=title):
@@ -115,8 +121,9 @@ class RDEvaluation(pl.Callback):
     def _curve(self, name: str, rate: str, labelled: bool) -> RDCurve:
         entries = [e for e in self.history if e[rate] is not None]
         results = {"bpp": [e[rate] for e in entries], "psnr-rgb": [e["psnr"] for e in entries]}
-        if all(e["ms_ssim"] is not None for e in entries):
-            results["ms-ssim-rgb"] = [e["ms_ssim"] for e in entries]
+        for key, field in (("ms-ssim-rgb", "ms_ssim"), ("lpips-alex", "lpips"), ("lpips-vgg", "lpips_vgg"), ("dists", "dists")):
+            if all(e.get(field) is not None for e in entries):
+                results[key] = [e[field] for e in entries]
         points = [{"label": f"step {e['step']}" if labelled else None, "step": e["step"]} for e in entries]
         return RDCurve(name, "rdvq RDEvaluation during training (validation set)", results, {"source": "RDEvaluation"}, points)
 

@@ -46,7 +46,10 @@ METRICS: dict[str, Metric] = {
         Metric("psnr-rgb", "PSNR RGB (dB)", True),
         Metric("ms-ssim-db", "MS-SSIM RGB (dB)", True),
         Metric("lpips-alex", "LPIPS-alex", False),
+        Metric("lpips-vgg", "LPIPS-VGG", False),
         Metric("dists", "DISTS", False),
+        Metric("fid", "FID (patches)", False),
+        Metric("kid", "KID (patches)", False),
     )
 }
 _DERIVED = {"ms-ssim-db": "ms-ssim-rgb"}
@@ -123,9 +126,15 @@ def write_curve(path: str | os.PathLike, curve: RDCurve) -> None:
 
 # ---------------------------------------------------------------------- published reference curves
 _REFERENCE_FILE = "compressai_kodak.json"
-# The curves plotted and used as anchors by default: CompressAI's MSE-optimized zoo from the
-# hyperprior to cheng2020, and the VTM intra anchor of the field.
-DEFAULT_REFERENCES = ("bmshj2018-hyperprior_mse", "mbt2018-mean_mse", "mbt2018_mse", "cheng2020-anchor_mse", "vtm")
+_PERCEPTUAL_FILE = "perceptual_anchors.json"
+DATASETS = ("kodak", "clic2020", "div2k")  # the sets published curves report
+# The curves plotted and used as anchors by default on Kodak: CompressAI's MSE-optimized zoo from
+# the hyperprior to cheng2020, the VTM intra anchor of the field, and the generative codecs the
+# seeds compare with (MS-ILLM, StableCodec, RDVQ's own curve, read off its figure).
+DEFAULT_REFERENCES = (
+    "bmshj2018-hyperprior_mse", "mbt2018-mean_mse", "mbt2018_mse", "cheng2020-anchor_mse", "vtm",
+    "ms-illm", "stablecodec", "rdvq-paper",
+)
 
 
 def reference_data() -> dict[str, Any]:
@@ -133,21 +142,41 @@ def reference_data() -> dict[str, Any]:
     return json.loads(files("rdvq.data").joinpath(_REFERENCE_FILE).read_text())
 
 
-def reference_curves(keys: list[str] | tuple[str, ...] = DEFAULT_REFERENCES) -> list[RDCurve]:
-    """CompressAI's published Kodak curves by key (see ``rdvq/data/compressai_kodak.json``)."""
-    data = reference_data()
-    available = data["curves"]
+def perceptual_anchor_data() -> dict[str, Any]:
+    """The shipped curves of generative codecs (``rdvq/data/perceptual_anchors.json``), keyed
+    ``<codec>/<dataset>``, each with its source and whether it is exact or read off a figure."""
+    return json.loads(files("rdvq.data").joinpath(_PERCEPTUAL_FILE).read_text())
+
+
+def reference_keys(dataset: str = "kodak") -> list[str]:
+    """Every reference key with a curve on ``dataset``."""
+    perceptual = sorted({key.split("/")[0] for key in perceptual_anchor_data()["curves"] if key.endswith("/" + dataset)})
+    return (list(reference_data()["curves"]) if dataset == "kodak" else []) + perceptual
+
+
+def reference_curves(keys: list[str] | tuple[str, ...] = DEFAULT_REFERENCES, dataset: str = "kodak") -> list[RDCurve]:
+    """Published curves by key on ``dataset``: CompressAI's Kodak results
+    (``rdvq/data/compressai_kodak.json``) and the generative codecs' curves; a curve read off a
+    figure says "approximate" in its name, so every plot and table shows it."""
+    available = reference_keys(dataset)
     unknown = [key for key in keys if key not in available]
     if unknown:
-        raise ConfigError(f"unknown reference curve {unknown[0]!r}; available: {', '.join(available)}")
-    source = data["source"]
+        raise ConfigError(f"unknown reference curve {unknown[0]!r} on {dataset}; available: {', '.join(available)}")
+    compressai, perceptual = reference_data(), perceptual_anchor_data()["curves"]
     curves = []
     for key in keys:
-        entry = available[key]
+        if f"{key}/{dataset}" in perceptual:
+            entry = perceptual[f"{key}/{dataset}"]
+            source = entry["source"]
+            where = f"{source['repository']}/blob/{source.get('commit', 'main')}/{source['file']}"
+            meta = {"source": where, "dataset": dataset, "exact": entry["exact"], "note": source["note"]}
+            curves.append(RDCurve(entry["name"], f"{entry['name']} on {dataset}, published", entry["results"], meta))
+            continue
+        entry, source = compressai["curves"][key], compressai["source"]
         label = f"CompressAI {entry['name']}" if entry["optimized_for"] else f"{entry['name']} (CompressAI)"
         if entry["optimized_for"] == "ms-ssim":
             label += " [MS-SSIM]"
-        meta = {"source": f"{source['repository']}/blob/{source['commit']}/{entry['file']}", "dataset": data["dataset"]}
+        meta = {"source": f"{source['repository']}/blob/{source['commit']}/{entry['file']}", "dataset": compressai["dataset"]}
         curves.append(RDCurve(label, entry["description"], entry["results"], meta))
     return curves
 

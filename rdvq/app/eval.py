@@ -28,17 +28,19 @@ from rdvq.codec.image_codec import ImageCodec
 from rdvq.coding.engine import ENGINES
 from rdvq.encode_options import EncodeOptions
 from rdvq.errors import ConfigError
-from rdvq.evaluation import Evaluation, dists_metric, evaluate, lpips_metric
+from rdvq.evaluation import Evaluation, PerceptualMetrics, evaluate
+from rdvq.perceptual import DEFAULT_PATCH, patch_count
 from rdvq.image_io import find_images
 from rdvq.plots import plot_rd
-from rdvq.rd_curves import BD_METHODS, DEFAULT_BD_METHOD, DEFAULT_REFERENCES, METRICS, BDResult, RDCurve, bd_table
-from rdvq.rd_curves import read_curve, reference_curves, reference_data, write_curve
+from rdvq.rd_curves import BD_METHODS, DATASETS, DEFAULT_BD_METHOD, DEFAULT_REFERENCES, METRICS, BDResult, RDCurve, bd_table
+from rdvq.rd_curves import read_curve, reference_curves, reference_keys, write_curve
 from rdvq.sample_photos import sample_photo_paths
 from rdvq.sweep_manifest import read_manifest
 
 KODAK = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "kodak"  # ../shared/datasets/kodak of the repo
 _MEANS = {  # results key -> Evaluation.summary() key
-    "psnr-rgb": "psnr", "ms-ssim-rgb": "ms_ssim", "lpips-alex": "lpips", "dists": "dists",
+    "psnr-rgb": "psnr", "ms-ssim-rgb": "ms_ssim", "lpips-alex": "lpips", "lpips-vgg": "lpips_vgg", "dists": "dists",
+    "fid": "fid", "kid": "kid",
     "encoding_time": "encode_seconds", "decoding_time": "decode_seconds", "estimated_bpp": "estimated_bpp",
 }
 
@@ -78,11 +80,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", help="name of the curve (when the command makes a single curve)")
     parser.add_argument("--anchor", nargs="+", default=[], metavar="JSON", help="results files (CompressAI layout) to compare with")
     parser.add_argument("--references", nargs="+", metavar="KEY",
-                        help="CompressAI's published Kodak curves to compare with: keys, 'all' or 'none' "
-                             f"(default on Kodak: {' '.join(DEFAULT_REFERENCES)}; elsewhere none)")
+                        help="published curves to compare with (CompressAI's Kodak results, MS-ILLM, StableCodec, "
+                             "RDVQ's figure): keys, 'all' or 'none' (default on Kodak: "
+                             f"{' '.join(DEFAULT_REFERENCES)}; on CLIC 2020 and DIV2K all of theirs; elsewhere none)")
+    parser.add_argument("--reference-set", choices=DATASETS,
+                        help="the set the images are, for --references (default: the image folder's name)")
     parser.add_argument("--bd-method", choices=BD_METHODS, default=DEFAULT_BD_METHOD,
                         help=f"Bjontegaard interpolation (default {DEFAULT_BD_METHOD})")
     parser.add_argument("--estimate", action="store_true", help="also record the model's estimated bpp")
+    parser.add_argument("--fid-patch", type=int, default=DEFAULT_PATCH,
+                        help=f"FID and KID on patches of this size, HiFiC's protocol (default {DEFAULT_PATCH}; "
+                             "64 is usual on Kodak, which gives few 256-px patches; 0: off)")
+    parser.add_argument("--lpips-vgg", action="store_true",
+                        help="also LPIPS-VGG (the training loss's variant; about 5 s per Kodak image on a 2-core CPU)")
     parser.add_argument("--engine", choices=ENGINES, default="auto", help="probability engine (auto: Triton for CUDA tensors, numba on the CPU)")
     parser.add_argument("--device", default="cpu", help="torch device for the networks (default: cpu)")
     return parser
@@ -141,24 +151,29 @@ def _out_dir(out_dir: str | None, force: bool) -> Path:
     return path
 
 
-def _references(keys: list[str] | None, dataset: str) -> list[RDCurve]:
-    """The published curves to compare with; by default CompressAI's Kodak curves, on Kodak only."""
-    if keys is None:
-        return reference_curves() if Path(dataset).name.lower() == "kodak" else []
-    if keys == ["none"]:
+def _references(keys: list[str] | None, dataset: str, reference_set: str | None) -> list[RDCurve]:
+    """The published curves to compare with, on the set the images are (``--reference-set``, else
+    the folder's name): by default :data:`DEFAULT_REFERENCES` on Kodak and every curve of the set on
+    CLIC 2020 and DIV2K; none on other images unless asked for (then Kodak's)."""
+    which = reference_set or (Path(dataset).name.lower() if Path(dataset).name.lower() in DATASETS else None)
+    if keys == ["none"] or (keys is None and which is None):
         return []
-    if keys == ["all"]:
-        return reference_curves(list(reference_data()["curves"]))
-    return reference_curves(keys)
+    which = which or "kodak"
+    if keys is None:
+        keys = list(DEFAULT_REFERENCES) if which == "kodak" else reference_keys(which)
+    elif keys == ["all"]:
+        keys = reference_keys(which)
+    return reference_curves(keys, which)
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^\w.=-]+", "_", text).strip("_") or "curve"
 
 
-def _curve(name: str, points: list[Point], labels: list[str], dataset: str) -> RDCurve:
-    """The curve of ``points`` in CompressAI's layout, sorted by rate; a metric missing at any
-    point (no weights, images too small) is left out and listed as unavailable."""
+def _curve(name: str, points: list[Point], labels: list[str], dataset: str, asked: set[str]) -> RDCurve:
+    """The curve of ``points`` in CompressAI's layout, sorted by rate; a metric that was ``asked``
+    for but is missing at any point (no weights, images too small, too few patches) is left out and
+    listed as unavailable."""
     order = sorted(range(len(points)), key=lambda i: points[i].evaluation.summary()["bpp"])
     means = [points[i].evaluation.summary() for i in order]
     results: dict[str, list[float]] = {"bpp": [m["bpp"] for m in means]}
@@ -167,7 +182,7 @@ def _curve(name: str, points: list[Point], labels: list[str], dataset: str) -> R
         values = [m[field] for m in means]
         if all(v is not None for v in values):
             results[key] = values
-        elif key != "estimated_bpp" or any(v is not None for v in values):
+        elif key in asked:
             unavailable.append(key)
     first = points[0].evaluation
     meta = {"source": f"rdvq eval {__version__}", "dataset": dataset, "images": len(first.images),
@@ -195,7 +210,9 @@ def _check_name(name: str | None, mode: str, sources: list[Source], settings: li
         raise ConfigError(f"--name names a single curve, this command makes {count}")
 
 
-def _curves(points: list[Point], mode: str, multiple_settings: bool, name: str | None, dataset: str) -> list[RDCurve]:
+def _curves(
+    points: list[Point], mode: str, multiple_settings: bool, name: str | None, dataset: str, asked: set[str]
+) -> list[RDCurve]:
     groups: dict[tuple, list[Point]] = {}
     for point in points:
         groups.setdefault(_curve_key(mode, point.source, point.options), []).append(point)
@@ -209,8 +226,19 @@ def _curves(points: list[Point], mode: str, multiple_settings: bool, name: str |
             if multiple_settings:
                 curve_name += f" ({first.setting()})"
             labels = [p.source.label for p in members]
-        curves.append(_curve(name or curve_name, members, labels, dataset))
+        curves.append(_curve(name or curve_name, members, labels, dataset, asked))
     return curves
+
+
+def _patch_total(images: list[tuple[str, Path]], patch: int) -> int:
+    """How many FID patches the images give (their sizes read from the file headers)."""
+    from PIL import Image
+
+    total = 0
+    for _, path in images:
+        with Image.open(path) as image:
+            total += patch_count(image.height, image.width, patch)
+    return total
 
 
 def _format(value: float | None, spec: str, unit: str = "") -> str:
@@ -220,9 +248,11 @@ def _format(value: float | None, spec: str, unit: str = "") -> str:
 def _summary_line(point: Point) -> str:
     m = point.evaluation.summary()
     exact = sum(r.exact for r in point.evaluation.images)
+    patches = f" ({int(m['fid_patches'])} patches)" if m["fid"] is not None else ""
     return (f"{point.source.label} [{point.setting()}]: {m['bpp']:.4f} bpp  PSNR {m['psnr']:.2f} dB  "
             f"MS-SSIM {_format(m['ms_ssim'], '.4f')} ({_format(m['ms_ssim_db'], '.2f', ' dB')})  "
-            f"LPIPS {_format(m['lpips'], '.4f')}  DISTS {_format(m['dists'], '.4f')}  "
+            f"LPIPS-Alex {_format(m['lpips'], '.4f')}  LPIPS-VGG {_format(m['lpips_vgg'], '.4f')}  "
+            f"DISTS {_format(m['dists'], '.4f')}  FID {_format(m['fid'], '.2f')}  KID {_format(m['kid'], '.4f')}{patches}  "
             f"enc {m['encode_seconds']:.3f} s  dec {m['decode_seconds']:.3f} s  "
             f"bit-exact {exact}/{len(point.evaluation.images)}")
 
@@ -253,16 +283,18 @@ def run(argv: list[str]) -> int:
     sources = _sources(args.checkpoints)
     dataset, images = _images(args.images, args.max_images)
     anchors = [read_curve(path) for path in args.anchor]
-    references = _references(args.references, dataset)
+    references = _references(args.references, dataset, args.reference_set)
     mode = _curve_mode(args.curves, settings)
     _check_name(args.name, mode, sources, settings)
     out = _out_dir(args.out_dir, args.force)
-    lpips, dists = lpips_metric(), dists_metric()
+    if args.fid_patch < 0 or args.fid_patch == 1:
+        raise ConfigError(f"--fid-patch must be 0 (off) or at least 2, got {args.fid_patch}")
+    metrics = PerceptualMetrics.installed(fid_patch=args.fid_patch or None, lpips_vgg=args.lpips_vgg)
+    patches = f" ({_patch_total(images, metrics.fid_patch)} patches from these images)" if metrics.fid_patch else ""
     print(f"{len(images)} images from {dataset}; {len(sources)} checkpoints x {len(settings)} settings; "
-          f"LPIPS-alex {'on' if lpips else 'unavailable (no AlexNet weights)'}, "
-          f"DISTS {'on' if dists else 'unavailable (no VGG16 weights)'}; reference curves: "
+          f"{metrics.describe()}{patches}; reference curves: "
           + (", ".join(c.name for c in references) if references else
-             "none (CompressAI's are Kodak results; --references KEY... or all to compare anyway)"))
+             "none (published curves are for Kodak, CLIC 2020 and DIV2K: --reference-set, --references KEY... or all)"))
     points: list[Point] = []
     failures = 0
     for source in sources:
@@ -271,7 +303,7 @@ def run(argv: list[str]) -> int:
             label = f"{source.label} [{options.label()}]"
             files = out / "files" / _slug(f"p{len(points) + failures:02d}_{label}")
             try:
-                evaluation = evaluate(codec, images, options=options, lpips=lpips, dists=dists, files=files,
+                evaluation = evaluate(codec, images, options=options, metrics=metrics, files=files,
                                       estimate=args.estimate, progress=label)
             except ConfigError as exc:  # e.g. a setting this checkpoint's model does not implement
                 failures += 1
@@ -281,7 +313,11 @@ def run(argv: list[str]) -> int:
             print(_summary_line(points[-1]), flush=True)
     if not points:
         raise ConfigError("no RD point could be evaluated")
-    curves = _curves(points, mode, len(settings) > 1, args.name, dataset)
+    asked = {"psnr-rgb", "ms-ssim-rgb", "lpips-alex", "dists", "encoding_time", "decoding_time"}
+    asked |= {"lpips-vgg"} if args.lpips_vgg else set()
+    asked |= {"fid", "kid"} if args.fid_patch else set()
+    asked |= {"estimated_bpp"} if args.estimate else set()
+    curves = _curves(points, mode, len(settings) > 1, args.name, dataset, asked)
     written = _write_outputs(out, points, curves, anchors + references, args.bd_method, dataset, len(images))
     inexact = sum(not r.exact for p in points for r in p.evaluation.images)
     print("wrote " + ", ".join(str(p) for p in written))

@@ -17,7 +17,7 @@ from rdvq.app.training import run_training_cli
 from rdvq.codec import ImageCodec
 from rdvq.encode_options import EncodeOptions
 from rdvq.errors import RdvqError
-from rdvq.evaluation import evaluate
+from rdvq.evaluation import PerceptualMetrics, evaluate
 from rdvq.image_io import write_png
 from rdvq.sample_photos import sample_photo_paths
 
@@ -27,6 +27,10 @@ EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 def _metric(cli, name: str) -> float:
     value = cli.trainer.callback_metrics.get(name)
     return float("nan") if value is None else float(value)
+
+
+def _quality(value: float | None) -> str:
+    return "unavailable (weights not installed)" if value is None else f"{value:.4f}"
 
 
 def _fit(config: str, root: Path, *extra: str):
@@ -62,7 +66,8 @@ def main() -> int:
 
     image_path = sample_photo_paths("val")[0]
     codec = ImageCodec.from_checkpoint(codec_ckpt)
-    result = evaluate(codec, [(image_path.stem, image_path)], files=root, estimate=True).images[0]
+    metrics = PerceptualMetrics.installed(fid_patch=None, lpips_vgg=False)  # one image: no FID
+    result = evaluate(codec, [(image_path.stem, image_path)], files=root, estimate=True, metrics=metrics).images[0]
     decoded_png = root / f"{image_path.stem}_decoded.png"
     write_png(decoded_png, codec.decompress((root / f"{image_path.stem}.rdvq").read_bytes()))
     summary += [
@@ -72,6 +77,7 @@ def main() -> int:
         f"  real bpp            {result.bpp:.4f}",
         f"  estimated bpp       {result.estimated_bpp:.4f} (file is {100 * (result.bpp / result.estimated_bpp - 1):+.2f} %)",
         f"  PSNR                {result.psnr:.2f} dB",
+        f"  LPIPS-Alex, DISTS   {_quality(result.lpips)}, {_quality(result.dists)} (lower is better)",
         f"  decoder == encoder  {result.exact}",
     ]
 
@@ -98,11 +104,13 @@ def main() -> int:
     for sent in (count, count // 2):
         files = root / f"slices{sent}"
         files.mkdir()
-        controlled = evaluate(joint, [(image_path.stem, image_path)], options=EncodeOptions(slices=sent), files=files).images[0]
+        controlled = evaluate(joint, [(image_path.stem, image_path)], options=EncodeOptions(slices=sent), files=files,
+                              metrics=metrics).images[0]
         exact = exact and controlled.exact
         summary.append(
-            f"  T = {sent:2d}              {controlled.bpp:.4f} bpp, {controlled.psnr:.2f} dB, "
-            f"decoder == encoder {controlled.exact} ({files / (image_path.stem + '.rdvq')})"
+            f"  T = {sent:2d}              {controlled.bpp:.4f} bpp, {controlled.psnr:.2f} dB, LPIPS-Alex "
+            f"{_quality(controlled.lpips)}, DISTS {_quality(controlled.dists)}, decoder == encoder {controlled.exact} "
+            f"({files / (image_path.stem + '.rdvq')})"
         )
     summary.append(f"total time            {time.perf_counter() - started:.0f} s")
     print("\n" + "\n".join(summary))

@@ -1,4 +1,5 @@
-"""The distortion part of every stage that trains a decoder: MSE, LPIPS-VGG and a PatchGAN.
+"""The distortion part of every stage that trains a decoder: MSE, LPIPS (VGG, RDVQ's, or the
+cheaper AlexNet) and a PatchGAN.
 
 The GAN's start step counts batches from the start of the current stage (``global_step`` of a run
 started with ``init_from`` begins at 0), so a later stage never inherits an active GAN by accident.
@@ -7,6 +8,7 @@ started with ``init_from`` begins at 0), so a later stage never inherits an acti
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,16 +20,20 @@ from rdvq.losses import LPIPS, PatchDiscriminator, hinge_d_loss, hinge_g_loss
 
 @dataclass
 class DistortionConfig:
-    """Weights of the reconstruction terms. LPIPS-VGG needs torchvision's VGG16 weights on disk;
-    CPU configs set ``perceptual_weight: 0`` because those weights cannot be downloaded here."""
+    """Weights of the reconstruction terms. ``perceptual_net``: LPIPS on VGG16 (RDVQ's loss) or on
+    AlexNet (about a tenth of VGG's cost on a CPU); its weights come from the registry packages
+    (:mod:`rdvq.perceptual`), or from ``perceptual_backbone``, a torchvision checkpoint file."""
 
     mse_weight: float = 1.0
     perceptual_weight: float = 1.0
-    perceptual_backbone: str | None = None  # path to vgg16 weights; default: torch hub cache
+    perceptual_net: Literal["vgg", "alex"] = "vgg"
+    perceptual_backbone: str | None = None
 
     def __post_init__(self) -> None:
         if self.mse_weight < 0 or self.perceptual_weight < 0:
             raise ConfigError("distortion weights must be >= 0")
+        if self.perceptual_net not in ("vgg", "alex"):
+            raise ConfigError(f"distortion.perceptual_net must be vgg or alex, got {self.perceptual_net!r}")
 
 
 @dataclass
@@ -54,7 +60,9 @@ class DistortionLoss(nn.Module):
         self.adversarial = adversarial or AdversarialConfig()
         # Kept out of the module tree: its frozen VGG weights (~58 MB) do not belong in checkpoints.
         self._perceptual = (
-            [LPIPS(net="vgg", backbone_weights=self.config.perceptual_backbone)] if self.config.perceptual_weight > 0 else []
+            [LPIPS(net=self.config.perceptual_net, backbone_weights=self.config.perceptual_backbone)]
+            if self.config.perceptual_weight > 0
+            else []
         )
         self.discriminator = (
             PatchDiscriminator(base_channels=self.adversarial.base_channels, n_layers=self.adversarial.num_layers)
@@ -73,7 +81,7 @@ class DistortionLoss(nn.Module):
         if self._perceptual:
             perceptual = self._perceptual[0].to(x.device)(x_hat.clamp(0, 1), x).mean()
             loss = loss + self.config.perceptual_weight * perceptual
-            logs["train/lpips_vgg"] = perceptual
+            logs[f"train/lpips_{self.config.perceptual_net}"] = perceptual
         if self.gan_active(step):
             g_adv = hinge_g_loss(self.discriminator(x_hat))
             loss = loss + self.adversarial.weight * g_adv
