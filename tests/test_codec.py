@@ -248,6 +248,10 @@ def test_cli_round_trip_and_errors(stage_b_checkpoint: Path, tmp_path: Path) -> 
     done = rdvq("compress", str(source), str(twin), "--ckpt", ckpt, "--recon-dir", str(tmp_path / "recons"), "--force")
     assert done.returncode == 1 and done.stderr.strip().endswith("their outputs would collide in --recon-dir")
     assert not (tmp_path / "recons").exists() and not twin.with_suffix(".rdvq").exists()
+    clash = recon.parent / "photo.png"  # -o names the very file the reconstruction would be
+    done = rdvq("compress", str(source), "--ckpt", ckpt, "-o", str(clash), "--recon-dir", str(recon.parent), "--force")
+    assert done.returncode == 1 and "both an output and a reconstruction" in done.stderr
+    assert torch.equal(to_uint8(read_image(recon)), expected)  # untouched
     done = rdvq("compress", str(tmp_path / "missing.png"), "--ckpt", ckpt, "--out-dir", str(tmp_path))
     assert done.returncode == 1 and "Traceback" not in done.stderr
 

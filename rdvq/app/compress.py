@@ -73,6 +73,9 @@ def run(command: str, argv: list[str]) -> int:
     # The encoder's reconstructions are outputs too: the same rules, checked before any work.
     recon_dir = args.recon_dir if compress else None
     recons = _outputs(args.inputs, None, recon_dir, ".png", flag="--recon-dir") if recon_dir is not None else []
+    clash = {p.resolve() for p in outputs} & {p.resolve() for p in recons}
+    if clash:
+        raise ConfigError(f"{sorted(clash)[0]} would be both an output and a reconstruction (--recon-dir)")
     _check_free(outputs + recons, args.force)
     options = EncodeOptions.from_arguments(args) if compress else None
     codec = ImageCodec.from_checkpoint(args.ckpt, engine=args.engine, device=args.device)
