@@ -202,7 +202,7 @@ def markdown(results: dict, command: str) -> str:
             lines.append(f"| {name} | {v['rdo_lambda']:.4f} | {v['viterbi_s']:.3f}, {v['viterbi_max_s']:.3f} | {v['encode_s']:.3f} |")
     if results.get("vq"):
         vq = results["vq"]
-        lines += ["", f"| VQ indices | model | bpp | PSNR dB | MS-SSIM dB | same files |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += ["", "| VQ indices | model | bpp | PSNR dB | MS-SSIM dB | same files |", "| --- | --- | --- | --- | --- | --- |"]
         for name, label in (("rdo", f"--rdo-lambda {vq['rdo_lambda']:g}"), ("nearest", "nearest codeword")):
             for which in ("before", "after"):
                 s = vq[name][which]

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from torchvision.transforms.v2.functional import adjust_saturation
 
 from rdvq.errors import ConfigError
-from rdvq.image_io import IMAGE_EXTENSIONS, find_images, read_image
+from rdvq.image_io import find_images, read_image
 from rdvq.sample_photos import sample_photo_paths
 
 __all__ = ["ImageFolderDataModule", "RandomCropDataset", "WholeImageDataset"]
