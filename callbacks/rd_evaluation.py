@@ -22,7 +22,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from rdvq.run_paths import run_dir
 from rdvq.errors import ConfigError
-from rdvq.evaluation import ImageResult, PerceptualMetrics, evaluate, gather, summarize
+from rdvq.evaluation import CURVE_KEYS, ImageResult, PerceptualMetrics, evaluate, gather, summarize
 from rdvq.plots import plot_rd
 from rdvq.rd_curves import RDCurve, write_curve
 
@@ -120,8 +120,8 @@ class RDEvaluation(pl.Callback):
 
     def _curve(self, name: str, rate: str, labelled: bool) -> RDCurve:
         entries = [e for e in self.history if e[rate] is not None]
-        results = {"bpp": [e[rate] for e in entries], "psnr-rgb": [e["psnr"] for e in entries]}
-        for key, field in (("ms-ssim-rgb", "ms_ssim"), ("lpips-alex", "lpips"), ("lpips-vgg", "lpips_vgg"), ("dists", "dists")):
+        results = {"bpp": [e[rate] for e in entries]}
+        for key, field in CURVE_KEYS.items():
             if all(e.get(field) is not None for e in entries):
                 results[key] = [e[field] for e in entries]
         points = [{"label": f"step {e['step']}" if labelled else None, "step": e["step"]} for e in entries]

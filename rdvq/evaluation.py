@@ -65,6 +65,13 @@ def gather(items: list) -> list:
     return [item for part in parts for item in part]
 
 
+# A results curve's quality keys (CompressAI's layout, rdvq.rd_curves.METRICS) -> summarize()'s names.
+CURVE_KEYS = {
+    "psnr-rgb": "psnr", "ms-ssim-rgb": "ms_ssim", "lpips-alex": "lpips", "lpips-vgg": "lpips_vgg", "dists": "dists",
+    "fid": "fid", "kid": "kid",
+}
+
+
 def _mean(results: Sequence[ImageResult], name: str) -> float | None:
     values = [getattr(r, name) for r in results]
     return None if any(v is None for v in values) else statistics.fmean(values)

@@ -28,7 +28,7 @@ from rdvq.codec.image_codec import ImageCodec
 from rdvq.coding.engine import ENGINES
 from rdvq.encode_options import EncodeOptions
 from rdvq.errors import ConfigError
-from rdvq.evaluation import Evaluation, PerceptualMetrics, evaluate
+from rdvq.evaluation import CURVE_KEYS, Evaluation, PerceptualMetrics, evaluate
 from rdvq.perceptual import DEFAULT_PATCH, patch_count
 from rdvq.image_io import find_images
 from rdvq.plots import plot_rd
@@ -39,9 +39,7 @@ from rdvq.sweep_manifest import read_manifest
 
 KODAK = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "kodak"  # ../shared/datasets/kodak of the repo
 _MEANS = {  # results key -> Evaluation.summary() key
-    "psnr-rgb": "psnr", "ms-ssim-rgb": "ms_ssim", "lpips-alex": "lpips", "lpips-vgg": "lpips_vgg", "dists": "dists",
-    "fid": "fid", "kid": "kid",
-    "encoding_time": "encode_seconds", "decoding_time": "decode_seconds", "estimated_bpp": "estimated_bpp",
+    **CURVE_KEYS, "encoding_time": "encode_seconds", "decoding_time": "decode_seconds", "estimated_bpp": "estimated_bpp",
 }
 
 
