@@ -199,10 +199,9 @@ class CodecStage(pl.LightningModule):
 
     # ------------------------------------------------------------------ the codec as deployed
     def deployed_codec(self) -> ImageCodec:
-        """The codec ``rdvq compress`` would use with a checkpoint written now: the live codec's
-        tables refreshed, and a copy of it (so the training module keeps its modes) wrapped for
-        coding. Nothing here draws random numbers."""
-        self.codec.refresh_tables()
+        """The codec ``rdvq compress`` would use with a checkpoint written now: a copy of the live
+        codec (so the training module keeps its modes), its tables refreshed by ``ImageCodec`` as a
+        checkpoint's are when it is saved. Nothing here draws random numbers."""
         return ImageCodec(copy.deepcopy(self.codec))
 
     # ------------------------------------------------------------------ validation
